@@ -87,9 +87,7 @@ def parse_conf(text: str) -> dict[str, str]:
 def java_version(java: str) -> int | None:
     """Major version of a java binary, or None when it does not run."""
     try:
-        out = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, timeout=30
-        ).stderr
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
     except (OSError, subprocess.SubprocessError):
         return None
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
@@ -143,7 +141,9 @@ def resolve_java_home(
     if bundled is not None:
         return str(bundled)
     found = f" (found Java {java_version(on_path)} at {on_path})" if on_path else ""
-    raise EngineError(f"Spark needs Java {MIN_JAVA} or newer and none was found{found}.", hint=JAVA_HINT)
+    raise EngineError(
+        f"Spark needs Java {MIN_JAVA} or newer and none was found{found}.", hint=JAVA_HINT
+    )
 
 
 def _is_alive(spark) -> bool:
@@ -238,9 +238,7 @@ def engine_info(spark) -> dict[str, str]:
         info["java_version"] = "on the server"
     else:
         info["master"] = spark.sparkContext.master
-        info["java_version"] = spark.sparkContext._jvm.java.lang.System.getProperty(
-            "java.version"
-        )
+        info["java_version"] = spark.sparkContext._jvm.java.lang.System.getProperty("java.version")
     return info
 
 

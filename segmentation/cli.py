@@ -1,0 +1,175 @@
+"""Command line: `python -m segmentation run INPUT ...`, a contract scripts and spark-submit rely on.
+
+Exit codes: 0 success, 2 invalid input (the analyst-facing message on stderr), 3 engine trouble
+(Java, Spark, cluster), 1 anything unexpected. Never a traceback unless --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from segmentation.errors import EngineError, InputError, SegmentationError
+
+EXIT_INVALID_INPUT = 2
+EXIT_ENGINE = 3
+
+
+def _csv_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _mapping(items: list[str]) -> dict[str, str]:
+    mapping = {}
+    for item in items:
+        role, sep, column = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"--map expects role=column, got '{item}'")
+        mapping[role.strip()] = column.strip()
+    return mapping
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the README's examples)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m segmentation",
+        description="Segment customers with Spark KMeans and write the results to a folder.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="segment a customer table (CSV, CSV.gz or Parquet)")
+    run.add_argument("input", help="path or URL of the customer table")
+    run.add_argument("--k", type=int, default=4, help="number of segments (2-30, default 4)")
+    run.add_argument(
+        "--features",
+        type=_csv_list,
+        default=None,
+        help="comma-separated feature columns (default Age,Spend,Recency,Frequency)",
+    )
+    run.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    run.add_argument("--max-iter", type=int, default=40, help="KMeans iterations (default 40)")
+    run.add_argument(
+        "--outliers",
+        choices=("cap", "remove", "none"),
+        default="cap",
+        help="outlier policy, IQR rule (default cap)",
+    )
+    run.add_argument(
+        "--log",
+        type=_csv_list,
+        default=(),
+        metavar="COLUMNS",
+        help="comma-separated skewed columns to log-transform, e.g. Spend",
+    )
+    run.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="ROLE=COLUMN",
+        help="map a column to a role: customer_id, age, spend, recency, frequency",
+    )
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results folder, must not exist (default ./segmentation-results/...)",
+    )
+
+    sample = commands.add_parser("sample", help="write synthetic customers with known segments")
+    sample.add_argument("out", type=Path, help="file to write: .csv, .csv.gz or .parquet")
+    sample.add_argument("--rows", type=int, default=10_000)
+    sample.add_argument("--segments", type=int, default=4)
+    sample.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from segmentation.pipeline import SegmentationParams, run_segmentation
+    from segmentation.reading import sniff
+    from segmentation.session import get_spark
+
+    params = SegmentationParams(
+        k=args.k,
+        features=args.features,
+        seed=args.seed,
+        max_iter=args.max_iter,
+        outliers=args.outliers,
+        log_features=args.log,
+        column_mapping=_mapping(args.map),
+    )
+    sniff(args.input)  # a missing, empty or binary file fails here, before Spark starts
+    out = args.out or Path("segmentation-results") / (
+        f"{Path(args.input.rstrip('/')).name.split('.')[0]}-{datetime.now():%Y%m%d-%H%M%S}"
+    )
+    result = run_segmentation(get_spark(), args.input, params, out_dir=out)
+    m = result.manifest
+    print(f"{m['rows_out']:,} customers in {len(result.segments)} segments -> {result.out_dir}")
+    print(_metrics_line(m["metrics"]))
+    print(_segment_table(result.segments))
+    for warning in m["warnings"] + m["repairs"]["notes"]:
+        print(f"note: {warning}")
+    return 0
+
+
+def _metrics_line(metrics: dict) -> str:
+    def fmt(value, digits=3):
+        return "n/a" if value is None else f"{value:,.{digits}f}"
+
+    return (
+        f"silhouette (squared Euclidean) {fmt(metrics['silhouette'])} · "
+        f"Calinski-Harabasz {fmt(metrics['calinski_harabasz'], 1)} · "
+        f"Davies-Bouldin {fmt(metrics['davies_bouldin'])} · "
+        f"within-cluster SS {fmt(metrics['within_ss'], 1)}"
+    )
+
+
+def _segment_table(segments) -> str:
+    lines = [f"{'#':>2}  {'segment':<20} {'customers':>10} {'share':>6}  why"]
+    for row in segments.itertuples():
+        lines.append(
+            f"{row.segment:>2}  {row.name:<20} {row.size:>10,} {row.share:>6.1%}  {row.reason}"
+        )
+    return "\n".join(lines)
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from segmentation.synthetic import write_customers
+
+    write_customers(args.out, args.rows, segments=args.segments, seed=args.seed)
+    print(f"wrote {args.rows:,} synthetic customers ({args.segments} segments) to {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
+    handlers = {"run": _run, "sample": _sample}
+    try:
+        return handlers[args.command](args)
+    except InputError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    except (EngineError, SegmentationError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ENGINE
+    except FileExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    except Exception as exc:  # the user gets one line; --debug shows the rest
+        if args.debug:
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(
+            f"error: unexpected failure: {first[:300]} (rerun with --debug for details)",
+            file=sys.stderr,
+        )
+        return 1

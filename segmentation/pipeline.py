@@ -1,0 +1,451 @@
+"""The segmentation pipeline: load, validate, clean, scale, cluster, evaluate, profile, save.
+
+Each stage reports progress through a callback `(stage, fraction, message)`; the fraction is the
+whole run's progress from 0 to 1. The data is read twice (one statistics pass, one pass that
+fills the cache) and every later step works on the cached, prepared table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from pyspark.ml.clustering import KMeans
+from pyspark.ml.feature import PCA, StandardScaler, VectorAssembler
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from segmentation import metrics
+from segmentation.errors import InputError
+from segmentation.profiles import SegmentProfile, name_segments, order_key, profiles_frame
+from segmentation.reading import Table, number_expr, read_table
+from segmentation.results import write_results
+from segmentation.validation import ValidationReport, validate
+
+ProgressCallback = Callable[[str, float, str], None]
+
+STAGES = (
+    "loading",
+    "validating",
+    "preprocessing",
+    "features",
+    "scaling",
+    "clustering",
+    "evaluation",
+    "profiling",
+    "saving",
+)
+_WEIGHTS = dict(zip(STAGES, (0.03, 0.17, 0.15, 0.02, 0.05, 0.25, 0.13, 0.08, 0.12), strict=True))
+OUTLIER_POLICIES = ("cap", "remove", "none")
+MIN_K, MAX_K = 2, 30
+CHART_SAMPLE_ROWS = 5000
+CLUSTER = "__cluster"
+RAW_VECTOR = "__raw"
+FEATURES = "__features"
+
+
+@dataclass(frozen=True)
+class SegmentationParams:
+    """What the analyst chose; every field has the default a first run should use."""
+
+    k: int = 4
+    features: tuple[str, ...] | None = None  # None: Age, Spend, Recency, Frequency
+    seed: int = 42
+    max_iter: int = 40
+    outliers: str = "cap"
+    log_features: tuple[str, ...] = ()
+    column_mapping: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not MIN_K <= self.k <= MAX_K:
+            raise InputError(
+                f"The number of segments must be between {MIN_K} and {MAX_K}; got {self.k}."
+            )
+        if self.outliers not in OUTLIER_POLICIES:
+            raise InputError(
+                f"Outlier policy '{self.outliers}' is unknown; use one of {', '.join(OUTLIER_POLICIES)}."
+            )
+        if self.max_iter < 1:
+            raise InputError("The number of KMeans iterations must be at least 1.")
+        object.__setattr__(self, "features", tuple(self.features) if self.features else None)
+        object.__setattr__(self, "log_features", tuple(self.log_features))
+        object.__setattr__(self, "column_mapping", dict(self.column_mapping))
+
+    def to_dict(self) -> dict:
+        """JSON-ready form for the manifest and the job store."""
+        data = asdict(self)
+        data["features"] = list(self.features) if self.features else None
+        data["log_features"] = list(self.log_features)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> SegmentationParams:
+        """Inverse of to_dict (unknown keys are ignored so old jobs still load)."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class SegmentationResult:
+    """A finished run: where its files are, its manifest and the segments table."""
+
+    out_dir: Path
+    manifest: dict
+    segments: pd.DataFrame
+
+
+class Progress:
+    """Times the stages and turns within-stage progress into whole-run progress."""
+
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self.callback = callback
+        self.timings: dict[str, float] = {}
+        self._stage = STAGES[0]
+
+    def _done_before(self, stage: str) -> float:
+        return sum(_WEIGHTS[s] for s in STAGES[: STAGES.index(stage)])
+
+    def report(self, fraction: float, message: str) -> None:
+        """Tell the caller how far the current stage is (0..1) and what is happening."""
+        if self.callback:
+            overall = self._done_before(self._stage) + _WEIGHTS[self._stage] * fraction
+            self.callback(self._stage, min(overall, 1.0), message)
+
+    @contextmanager
+    def stage(self, name: str, message: str) -> Iterator[None]:
+        """Run one stage: report its start, time it."""
+        self._stage = name
+        self.report(0.0, message)
+        start = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - start, 3)
+
+
+def _quoted(column: str) -> Column:
+    return F.col(f"`{column}`")
+
+
+def _prepare(table: Table, report: ValidationReport, params: SegmentationParams):
+    """Impute medians, treat outliers, log-transform: the expressions, not yet run."""
+    df = table.df
+    value_cols, model_cols, outlier_flags, notes = [], [], [], []
+    logged = {
+        c
+        for c in report.features
+        if c in params.log_features
+        or any(c.lower() == name.lower() for name in params.log_features)
+    }
+    select = [_quoted(c) for c in table.columns]
+    for i, column in enumerate(report.features):
+        p = report.profiles[column]
+        value = F.coalesce(number_expr(df, column), F.lit(float(p.median)))
+        iqr = p.q3 - p.q1
+        low, high = p.q1 - 1.5 * iqr, p.q3 + 1.5 * iqr
+        if params.outliers != "none" and iqr > 0:
+            outlier_flags.append((column, (value < low) | (value > high)))
+            if params.outliers == "cap":
+                value = F.least(F.greatest(value, F.lit(low)), F.lit(high))
+        elif params.outliers != "none":
+            notes.append(f"'{column}': most values are equal, so no outliers were treated.")
+        select.append(value.alias(f"__v{i}"))
+        value_cols.append(f"__v{i}")
+        model_value = (
+            F.log1p(F.greatest(F.col(f"__v{i}"), F.lit(0.0))) if column in logged else None
+        )
+        model_cols.append((f"__x{i}", model_value))
+    for j, (_, flag) in enumerate(outlier_flags):
+        select.append(flag.alias(f"__o{j}"))
+    prepared = df.select(*select)
+    if params.outliers == "remove" and outlier_flags:
+        any_outlier = (
+            F.greatest(*[F.col(f"__o{j}") for j in range(len(outlier_flags))])
+            if len(outlier_flags) > 1
+            else F.col("__o0")
+        )
+        prepared = prepared.where(~any_outlier)
+    inputs = []
+    for (name, expr), value_col in zip(model_cols, value_cols, strict=True):
+        if expr is None:
+            inputs.append(value_col)
+        else:
+            prepared = prepared.withColumn(name, expr)
+            inputs.append(name)
+    if params.log_features and not logged:
+        notes.append("No chosen feature matched the columns to log-transform.")
+    return prepared, value_cols, inputs, [c for c, _ in outlier_flags], sorted(logged), notes
+
+
+def _chart_sample_fractions(sizes: Mapping[int, int]) -> dict[int, float]:
+    """Stratified: proportional shares of ~5,000 rows, at least 100 per segment when it has them."""
+    total = sum(sizes.values())
+    fractions = {}
+    for cluster, size in sizes.items():
+        target = max(CHART_SAMPLE_ROWS * size / total, min(size, 100))
+        fractions[cluster] = min(1.0, target / size) if size else 0.0
+    return fractions
+
+
+def _segment_expr(order: Mapping[int, int]) -> Column:
+    expr = None
+    for cluster, segment in order.items():
+        expr = (
+            F.when(F.col(CLUSTER) == cluster, segment)
+            if expr is None
+            else expr.when(F.col(CLUSTER) == cluster, segment)
+        )
+    return expr
+
+
+def run_segmentation(
+    spark: SparkSession,
+    source: str,
+    params: SegmentationParams,
+    out_dir: str | Path,
+    progress: ProgressCallback | None = None,
+) -> SegmentationResult:
+    """Segment the customers in `source` and write the results into `out_dir` (must not exist)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise FileExistsError(f"{out_dir} already exists; results are never overwritten.")
+    tracker = Progress(progress)
+
+    with tracker.stage("loading", "Reading the file"):
+        table = read_table(spark, source)
+
+    with tracker.stage("validating", "Checking columns and values"):
+        report = validate(table, params.k, params.features, params.column_mapping)
+        report.raise_for_errors()
+        tracker.report(1.0, f"{report.rows:,} customers, {len(report.features)} features")
+
+    cached: list[DataFrame] = []
+    try:
+        with tracker.stage("preprocessing", "Filling missing values and treating outliers"):
+            prepared, value_cols, inputs, flagged, logged, notes = _prepare(table, report, params)
+
+        with tracker.stage("features", "Assembling the feature vectors"):
+            assembled = VectorAssembler(inputCols=inputs, outputCol=RAW_VECTOR).transform(prepared)
+            assembled = assembled.cache()
+            cached.append(assembled)
+            counts = assembled.agg(
+                F.count(F.lit(1)).alias("rows"),
+                *[F.sum(F.col(f"__o{j}").cast("int")).alias(f"o{j}") for j in range(len(flagged))],
+            ).collect()[0]
+            rows_out = counts["rows"]
+            if rows_out < params.k:
+                raise InputError(
+                    f"After removing outliers only {rows_out} customers are left, fewer than the "
+                    f"{params.k} segments asked for. Use the 'cap' outlier policy or fewer segments."
+                )
+
+        with tracker.stage("scaling", "Standardizing features (mean 0, standard deviation 1)"):
+            scaler = StandardScaler(
+                withMean=True, withStd=True, inputCol=RAW_VECTOR, outputCol=FEATURES
+            ).fit(assembled)
+            scaled = scaler.transform(assembled)
+
+        with tracker.stage("clustering", f"Fitting KMeans with k={params.k}"):
+            model = KMeans(
+                k=params.k,
+                seed=params.seed,
+                maxIter=params.max_iter,
+                featuresCol=FEATURES,
+                predictionCol=CLUSTER,
+                solver="block",
+            ).fit(scaled)
+            clustered = model.transform(scaled)
+            iterations = model.summary.numIter
+
+        with tracker.stage("evaluation", "Measuring segment quality"):
+            stats = metrics.cluster_stats(clustered, FEATURES, CLUSTER, len(inputs))
+            tracker.report(0.4, "Computing the silhouette")
+            silhouette = metrics.silhouette(clustered, FEATURES, CLUSTER, len(stats))
+            quality = {
+                "silhouette": silhouette,
+                "silhouette_kind": "squared Euclidean silhouette, over every customer (Spark "
+                "ClusteringEvaluator)",
+                "within_ss": metrics.within_ss(stats),
+                "calinski_harabasz": metrics.calinski_harabasz(stats),
+                "davies_bouldin": metrics.davies_bouldin(stats),
+                "k_requested": params.k,
+                "segments_found": len(stats),
+                "iterations": iterations,
+            }
+            if len(stats) < params.k:
+                notes.append(
+                    f"KMeans found only {len(stats)} distinct segments for k={params.k}: the data "
+                    "has too few distinct customers to split further."
+                )
+
+        with tracker.stage("profiling", "Describing and naming the segments"):
+            profiles = _profile(clustered, report, value_cols, stats, rows_out)
+            roles = report.mapping
+            profiles.sort(key=order_key(roles.get("spend"), report.features))
+            order = {}
+            for number, profile in enumerate(profiles, start=1):
+                order[profile.segment] = number
+                profile.segment = number
+            name_segments(profiles, roles)
+            segments = profiles_frame(profiles, report.features)
+            quality["sizes"] = {p.segment: p.size for p in profiles}
+            names = {p.segment: p.name for p in profiles}
+
+        with tracker.stage("saving", "Writing the results"):
+            segment = _segment_expr(order)
+            labelled = clustered.withColumn("segment", segment).withColumn(
+                "segment_name",
+                F.element_at(
+                    F.create_map(*[x for s, n in names.items() for x in (F.lit(s), F.lit(n))]),
+                    F.col("segment"),
+                ),
+            )
+            sample = _chart_sample(
+                labelled,
+                report,
+                value_cols,
+                len(inputs),
+                {s.cluster: s.size for s in stats},
+                params.seed,
+            )
+            repairs = {
+                "filled_missing": {
+                    c: report.profiles[c].missing + report.profiles[c].non_numeric
+                    for c in report.features
+                },
+                "outliers": {c: counts[f"o{j}"] for j, c in enumerate(flagged)},
+                "outlier_policy": params.outliers,
+                "rows_removed": report.rows - rows_out,
+                "log_transformed": logged,
+                "notes": notes,
+            }
+            manifest = write_results(
+                out_dir,
+                spark=spark,
+                source=source,
+                labelled=labelled,
+                report=report,
+                params=params,
+                value_cols=value_cols,
+                segments=segments,
+                sample=sample,
+                mix=_mix_frame(profiles),
+                quality=quality,
+                repairs=repairs,
+                rows_out=rows_out,
+                timings=tracker.timings,
+                progress=tracker.report,
+            )
+        manifest["timings"] = dict(tracker.timings)
+        return SegmentationResult(out_dir=out_dir, manifest=manifest, segments=segments)
+    finally:
+        for df in cached:
+            df.unpersist()
+
+
+def _profile(
+    clustered: DataFrame,
+    report: ValidationReport,
+    value_cols: list[str],
+    stats: list[metrics.ClusterStats],
+    total: int,
+) -> list[SegmentProfile]:
+    """Per segment: mean, median, min, max of each feature in real units, and top categories."""
+    aggs = []
+    for i, col in enumerate(value_cols):
+        aggs += [
+            F.avg(col).alias(f"mean{i}"),
+            F.min(col).alias(f"min{i}"),
+            F.max(col).alias(f"max{i}"),
+            F.percentile_approx(col, 0.5, 10000).alias(f"median{i}"),
+        ]
+    rows = {r[CLUSTER]: r for r in clustered.groupBy(CLUSTER).agg(*aggs).collect()}
+    top = _top_values(clustered, report.categorical)
+    profiles = []
+    for s in stats:
+        r = rows[s.cluster]
+        profiles.append(
+            SegmentProfile(
+                segment=s.cluster,
+                size=s.size,
+                share=s.size / total,
+                stats={
+                    f: {stat: float(r[f"{stat}{i}"]) for stat in ("mean", "median", "min", "max")}
+                    for i, f in enumerate(report.features)
+                },
+                z={f: float(s.mean[i]) for i, f in enumerate(report.features)},
+                top_values=top.get(s.cluster, {}),
+            )
+        )
+    return profiles
+
+
+def _top_values(clustered: DataFrame, columns: list[str]) -> dict[int, dict[str, list]]:
+    """Counts of each categorical value per segment, in one pass over all categorical columns."""
+    if not columns:
+        return {}
+    pairs = F.explode(
+        F.array(
+            *[
+                F.struct(
+                    F.lit(c).alias("column"),
+                    F.coalesce(F.trim(_quoted(c).cast("string")), F.lit("(missing)")).alias(
+                        "value"
+                    ),
+                )
+                for c in columns
+            ]
+        )
+    ).alias("pair")
+    counted = (
+        clustered.select(CLUSTER, pairs)
+        .groupBy(CLUSTER, "pair.column", "pair.value")
+        .count()
+        .collect()
+    )
+    result: dict[int, dict[str, list]] = {}
+    for row in counted:
+        result.setdefault(row[CLUSTER], {}).setdefault(row["column"], []).append(
+            (row["value"], row["count"])
+        )
+    for per_column in result.values():
+        for values in per_column.values():
+            values.sort(key=lambda item: (-item[1], item[0]))
+    return result
+
+
+def _mix_frame(profiles: list[SegmentProfile]) -> pd.DataFrame:
+    """Categorical mix as rows of (segment, column, value, count) for charts."""
+    rows = [
+        {"segment": p.segment, "column": column, "value": value, "count": count}
+        for p in profiles
+        for column, values in p.top_values.items()
+        for value, count in values
+    ]
+    return pd.DataFrame(rows, columns=["segment", "column", "value", "count"])
+
+
+def _chart_sample(
+    labelled: DataFrame,
+    report: ValidationReport,
+    value_cols: list[str],
+    dims: int,
+    sizes: Mapping[int, int],
+    seed: int,
+) -> pd.DataFrame:
+    """A stratified sample of at most ~5,000 customers with PCA coordinates, for the charts."""
+    components = min(3, dims)
+    pca = PCA(k=components, inputCol=FEATURES, outputCol="__pca").fit(labelled)
+    sampled = labelled.sampleBy(CLUSTER, _chart_sample_fractions(sizes), seed)
+    pcs = vector_to_array(F.col("__pca"))
+    keep = [F.col("segment"), F.col("segment_name")]
+    keep += [F.col(v).alias(f) for v, f in zip(value_cols, report.features, strict=True)]
+    keep += [pcs[i].alias(f"pc{i + 1}") for i in range(components)]
+    keep += [_quoted(c) for c in report.categorical]
+    if report.id_column:
+        keep.append(_quoted(report.id_column).cast("string"))
+    sample = pca.transform(sampled).select(*keep).toPandas()
+    return sample.sort_values("segment", kind="stable").reset_index(drop=True)

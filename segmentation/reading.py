@@ -1,0 +1,272 @@
+"""Reading customer tables: CSV (any common dialect, gzip) and Parquet, into Spark."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from segmentation.errors import InputError
+
+SNIFF_BYTES = 256 * 1024
+MISSING_TOKENS = ("", "na", "n/a", "nan", "null", "none", "-", "--", "?", "#n/a", "missing")
+_NOT_A_TABLE = {
+    b"PK\x03\x04": "an Excel workbook or another zip archive",
+    b"\xd0\xcf\x11\xe0": "an old Excel (.xls) workbook",
+    b"%PDF": "a PDF document",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+}
+
+
+@dataclass(frozen=True)
+class SourceFormat:
+    """How a file is laid out, found by looking at its first bytes."""
+
+    kind: str  # "csv" or "parquet"
+    compression: str = ""  # "gzip" or ""
+    delimiter: str = ","
+    encoding: str = "UTF-8"
+    multiline: bool = False
+    header: tuple[str, ...] = field(default_factory=tuple)
+
+    def describe(self) -> str:
+        """One line for the validation report, e.g. 'CSV, semicolon-separated, UTF-8'."""
+        if self.kind == "parquet":
+            return "Parquet"
+        names = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+        parts = [f"CSV, {names.get(self.delimiter, repr(self.delimiter))}-separated", self.encoding]
+        if self.compression:
+            parts.append(self.compression)
+        return ", ".join(parts)
+
+
+@dataclass
+class Table:
+    """A loaded input: the Spark DataFrame (all CSV columns as text) and where it came from."""
+
+    df: DataFrame
+    path: str
+    format: SourceFormat
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.df.columns)
+
+
+def _local_path(path: str) -> Path | None:
+    if path.startswith("file://"):
+        return Path(path[len("file://") :])
+    return None if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path) else Path(path)
+
+
+def _head_bytes(path: Path) -> tuple[bytes, str]:
+    with open(path, "rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+    if head[:2] == b"\x1f\x8b":
+        with gzip.open(path, "rb") as gz:
+            try:
+                return gz.read(SNIFF_BYTES), "gzip"
+            except (OSError, EOFError) as exc:
+                raise InputError(
+                    "The file looks like gzip but cannot be decompressed.",
+                    hint="Upload the file again, or upload the uncompressed CSV.",
+                ) from exc
+    return head, ""
+
+
+def _decode(head: bytes) -> tuple[str, str]:
+    if head.startswith(b"\xef\xbb\xbf"):
+        return head[3:].decode("utf-8", errors="ignore"), "UTF-8"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return head.decode("utf-16", errors="ignore"), "UTF-16"
+    cut = head[: head.rfind(b"\n") + 1] or head
+    try:
+        return cut.decode("utf-8"), "UTF-8"
+    except UnicodeDecodeError:
+        return cut.decode("latin-1"), "ISO-8859-1"
+
+
+def _delimiter(text: str) -> str:
+    lines = [line for line in text.splitlines()[:50] if line.strip()]
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter
+    except csv.Error:
+        counts = {d: lines[0].count(d) for d in ",;\t|"} if lines else {}
+        best = max(counts, key=counts.get, default=",")
+        return best if counts.get(best) else ","
+
+
+def clean_header(names: list[str]) -> tuple[str, ...]:
+    """Trim names, name blank ones, and make repeated names unique (Spend, Spend_2)."""
+    seen: dict[str, int] = {}
+    result = []
+    for position, raw in enumerate(names, start=1):
+        name = raw.replace("\ufeff", "").strip() or f"column_{position}"
+        name = re.sub(r"[.`]", "_", name)  # Spark treats dots and backticks specially
+        key = name.lower()
+        seen[key] = seen.get(key, 0) + 1
+        result.append(name if seen[key] == 1 else f"{name}_{seen[key]}")
+    return tuple(result)
+
+
+def sniff(path: str) -> SourceFormat:
+    """Find the format, compression, delimiter, encoding and header of a local file."""
+    local = _local_path(path)
+    if local is None:
+        return SourceFormat(kind="parquet" if "parquet" in path.lower() else "csv")
+    if local.is_dir():
+        files = [p for p in local.iterdir() if not p.name.startswith(("_", "."))]
+        if any(p.suffix == ".parquet" for p in files):
+            return SourceFormat(kind="parquet")
+        if not files:
+            raise InputError(f"The folder '{local.name}' holds no data files.")
+        inner = sniff(str(sorted(files)[0]))
+        return inner
+    if not local.exists():
+        raise InputError(f"The file '{local.name}' does not exist.")
+    if local.stat().st_size == 0:
+        raise InputError(
+            "The file is empty.", hint="Export the customer table again and upload it."
+        )
+    head, compression = _head_bytes(local)
+    if head.startswith(b"PAR1"):
+        return SourceFormat(kind="parquet")
+    for magic, what in _NOT_A_TABLE.items():
+        if head.startswith(magic):
+            raise InputError(
+                f"This file is not a CSV or Parquet table; it looks like {what}.",
+                hint="Open it in your spreadsheet program and save it as CSV (UTF-8).",
+            )
+    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(
+            "This file is not a text table: it contains binary data.",
+            hint="Upload a CSV export (or a Parquet file) of the customer table.",
+        )
+    text, encoding = _decode(head)
+    if not text.strip():
+        raise InputError(
+            "The file is empty.", hint="Export the customer table again and upload it."
+        )
+    delimiter = _delimiter(text)
+    records = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    header = next((r for r in records if any(cell.strip() for cell in r)), [])
+    multiline = any("\n" in cell or "\r" in cell for row in records for cell in row)
+    return SourceFormat(
+        kind="csv",
+        compression=compression,
+        delimiter=delimiter,
+        encoding=encoding,
+        multiline=multiline,
+        header=clean_header(header),
+    )
+
+
+def storage_suffix(path: str) -> str:
+    """The file-name suffix Spark needs to read `path` (it picks gzip by suffix alone)."""
+    fmt = sniff(path)
+    if fmt.kind == "parquet":
+        return ".parquet"
+    return ".csv.gz" if fmt.compression else ".csv"
+
+
+def read_table(spark: SparkSession, path: str) -> Table:
+    """Load a CSV (every column as text, cleaned later) or Parquet file as a Spark DataFrame."""
+    fmt = sniff(path)
+    local = _local_path(path)
+    location = str(local) if local is not None else path
+    if fmt.kind == "parquet":
+        try:
+            df = spark.read.parquet(location)
+        except Exception as exc:
+            raise InputError(
+                "The Parquet file could not be read; it may be damaged or not Parquet at all.",
+                hint="Export it again, or upload a CSV instead.",
+            ) from exc
+        renamed = clean_header(df.columns)
+        df = df.toDF(*renamed)
+        return Table(df=df, path=path, format=fmt)
+    if not fmt.header:
+        raise InputError("The file has no header row.", hint="Add a first line naming the columns.")
+    schema = T.StructType([T.StructField(name, T.StringType()) for name in fmt.header])
+    reader = spark.read.options(
+        header=True,
+        sep=fmt.delimiter,
+        encoding=fmt.encoding,
+        quote='"',
+        escape='"',
+        multiLine=fmt.multiline,
+        mode="PERMISSIVE",
+        enforceSchema=True,
+    )
+    df = reader.schema(schema).csv(location)
+    return Table(df=df, path=path, format=fmt)
+
+
+def is_numeric_type(data_type: T.DataType) -> bool:
+    """True for Spark's integer, decimal and floating types."""
+    return isinstance(data_type, T.NumericType)
+
+
+def missing_expr(df: DataFrame, column: str) -> Column:
+    """True where a value is missing: null, blank, NaN, or a token like 'N/A' or '-'."""
+    col = F.col(f"`{column}`")
+    data_type = df.schema[column].dataType
+    if isinstance(data_type, (T.DoubleType, T.FloatType)):
+        return col.isNull() | F.isnan(col)
+    if is_numeric_type(data_type):
+        return col.isNull()
+    text = F.lower(F.trim(col.cast("string")))
+    return col.isNull() | text.isin(*MISSING_TOKENS)
+
+
+def number_expr(df: DataFrame, column: str) -> Column:
+    """The value as a double, reading '$1,550.00', ' 42 ' and '1 200' too; null if not a number."""
+    col = F.col(f"`{column}`")
+    data_type = df.schema[column].dataType
+    if is_numeric_type(data_type):
+        value = col.cast("double")
+    else:
+        text = F.regexp_replace(F.trim(col.cast("string")), r"[\s$€£¥%\u00a0]", "")
+        thousands = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"
+        text = F.when(text.rlike(thousands), F.regexp_replace(text, ",", "")).otherwise(text)
+        value = F.when(text.rlike(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"), text.cast("double"))
+    finite = ~F.isnan(value) & (F.abs(value) < F.lit(float("inf")))
+    return F.when(finite, value)
+
+
+def file_size(path: str) -> int | None:
+    """Bytes of a local file or folder (None for remote locations)."""
+    local = _local_path(path)
+    if local is None or not local.exists():
+        return None
+    if local.is_file():
+        return local.stat().st_size
+    return sum(p.stat().st_size for p in local.rglob("*") if p.is_file())
+
+
+def sha256_of(path: str) -> str | None:
+    """Fingerprint of a local input for the manifest (None for remote locations)."""
+    import hashlib
+
+    local = _local_path(path)
+    if local is None or not local.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(local, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def display_name(path: str) -> str:
+    """The file name without folders, for messages."""
+    return os.path.basename(path.rstrip("/")) or path

@@ -1,0 +1,200 @@
+"""The results directory of a run: written atomically, read back by the app and the command line.
+
+Layout: assignments.parquet/ (Spark), customers.csv, segments.csv, categorical_mix.csv,
+chart_sample.parquet and manifest.json. Files are written into a hidden sibling folder and moved
+into place at the end, so a half-written result is never mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from segmentation.reading import display_name, file_size, sha256_of
+from segmentation.session import engine_info
+
+MANIFEST = "manifest.json"
+CUSTOMERS = "customers.csv"
+SEGMENTS = "segments.csv"
+MIX = "categorical_mix.csv"
+SAMPLE = "chart_sample.parquet"
+ASSIGNMENTS = "assignments.parquet"
+FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def jsonable(value):
+    """Replace NaN and infinities (not valid JSON) with None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def _neutralised(column: str) -> F.Column:
+    """Text that a spreadsheet would run as a formula gets a leading apostrophe."""
+    value = F.col(f"`{column}`").cast("string")
+    return F.when(value.rlike(FORMULA_START), F.concat(F.lit("'"), value)).otherwise(value)
+
+
+def write_single_csv(df: DataFrame, target: Path) -> None:
+    """Write a DataFrame as one CSV file with a header, in parallel, without collecting it."""
+    parts = target.parent / f".{target.name}.parts"
+    (
+        df.write.option("header", False)
+        .option("quote", '"')
+        .option("escape", '"')
+        .option("emptyValue", "")
+        .csv(str(parts))
+    )
+    with open(target, "w", newline="", encoding="utf-8") as out:
+        csv.writer(out, lineterminator="\n").writerow(df.columns)
+        for part in sorted(parts.glob("part-*")):
+            with open(part, encoding="utf-8") as fh:
+                shutil.copyfileobj(fh, out)
+    shutil.rmtree(parts)
+
+
+def write_results(
+    out_dir: Path,
+    *,
+    spark: SparkSession,
+    source: str,
+    labelled: DataFrame,
+    report,
+    params,
+    value_cols: list[str],
+    segments: pd.DataFrame,
+    sample: pd.DataFrame,
+    mix: pd.DataFrame,
+    quality: dict,
+    repairs: dict,
+    rows_out: int,
+    timings: dict[str, float],
+    progress: Callable[[float, str], None],
+) -> dict:
+    """Write every output of a run into `out_dir` atomically and return the manifest."""
+    start = time.perf_counter()
+    partial = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+    partial.mkdir(parents=True)
+    try:
+        keep = [F.col(f"`{report.id_column}`").cast("string")] if report.id_column else []
+        keep += [F.col(v).alias(f) for v, f in zip(value_cols, report.features, strict=True)]
+        labelled.select(*keep, "segment", "segment_name").write.parquet(str(partial / ASSIGNMENTS))
+        progress(0.4, "Writing customers.csv")
+        text_columns = {c for c in report.columns if report.profiles[c].kind == "text"}
+        original = [
+            (_neutralised(c) if c in text_columns else F.col(f"`{c}`")).alias(c)
+            for c in report.columns
+        ]
+        write_single_csv(labelled.select(*original, "segment", "segment_name"), partial / CUSTOMERS)
+        progress(0.8, "Writing profiles and the chart sample")
+        segments.to_csv(partial / SEGMENTS, index=False)
+        mix.to_csv(partial / MIX, index=False)
+        sample.to_parquet(partial / SAMPLE, index=False)
+        timings = {**timings, "saving": round(time.perf_counter() - start, 3)}
+        manifest = jsonable(
+            {
+                "format_version": 1,
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "input": {
+                    "name": display_name(source),
+                    "location": source,
+                    "format": report.source,
+                    "bytes": file_size(source),
+                    "sha256": sha256_of(source),
+                    "rows": report.rows,
+                    "columns": report.columns,
+                    "mapping": report.mapping,
+                },
+                "params": params.to_dict(),
+                "features": report.features,
+                "categorical": report.categorical,
+                "rows_in": report.rows,
+                "rows_out": rows_out,
+                "repairs": repairs,
+                "warnings": [p.message for p in report.warnings],
+                "metrics": quality,
+                "segments": segments[["segment", "name", "reason", "size", "share"]].to_dict(
+                    "records"
+                ),
+                "timings": timings,
+                "versions": {**engine_info(spark), "python": platform.python_version()},
+                "files": {
+                    "customers": CUSTOMERS,
+                    "segments": SEGMENTS,
+                    "categorical_mix": MIX,
+                    "chart_sample": SAMPLE,
+                    "assignments": ASSIGNMENTS,
+                },
+            }
+        )
+        (partial / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        partial.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return manifest
+
+
+@dataclass
+class Results:
+    """A finished run as the app shows it: manifest, segments, chart sample, categorical mix."""
+
+    out_dir: Path
+    manifest: dict
+    segments: pd.DataFrame
+    sample: pd.DataFrame
+    mix: pd.DataFrame
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.manifest["features"])
+
+    @property
+    def roles(self) -> dict[str, str]:
+        return dict(self.manifest["input"]["mapping"])
+
+    def with_names(self, names: Mapping[int, str]) -> Results:
+        """The same results with segment names the analyst edited."""
+        if not names:
+            return self
+        rename = {int(k): v for k, v in names.items() if v}
+        segments = self.segments.copy()
+        segments["name"] = [
+            rename.get(s, n) for s, n in zip(segments["segment"], segments["name"], strict=True)
+        ]
+        sample = self.sample.copy()
+        sample["segment_name"] = sample["segment"].map(
+            dict(zip(segments["segment"], segments["name"], strict=True))
+        )
+        return Results(self.out_dir, self.manifest, segments, sample, self.mix)
+
+
+def load_results(out_dir: str | Path) -> Results:
+    """Read a finished run's small files (never the customer table itself)."""
+    out_dir = Path(out_dir)
+    manifest = json.loads((out_dir / MANIFEST).read_text())
+    mix = pd.read_csv(out_dir / MIX, dtype={"value": str}, keep_default_na=False)
+    return Results(
+        out_dir=out_dir,
+        manifest=manifest,
+        segments=pd.read_csv(out_dir / SEGMENTS, keep_default_na=False, na_values=[""]),
+        sample=pd.read_parquet(out_dir / SAMPLE),
+        mix=mix,
+    )

@@ -1,0 +1,530 @@
+"""Column mapping and the validation report an analyst reads before any clustering."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+from pyspark.sql import functions as F
+
+from segmentation.errors import InputError
+from segmentation.reading import Table, missing_expr, number_expr
+
+ROLE_LABELS = {
+    "customer_id": "CustomerID",
+    "age": "Age",
+    "spend": "Spend",
+    "recency": "Recency",
+    "frequency": "Frequency",
+}
+DEFAULT_FEATURE_ROLES = ("age", "spend", "recency", "frequency")
+ALIASES = {
+    "customer_id": (
+        "customerid",
+        "customer",
+        "id",
+        "clientid",
+        "client",
+        "userid",
+        "custid",
+        "customerno",
+        "customernumber",
+        "customerkey",
+        "memberid",
+        "accountid",
+    ),
+    "age": ("age", "customerage", "ageyears", "years"),
+    "spend": (
+        "spend",
+        "totalspend",
+        "monetary",
+        "amount",
+        "totalamount",
+        "revenue",
+        "sales",
+        "totalspent",
+        "spent",
+        "spending",
+        "totalsales",
+        "monetaryvalue",
+        "totalrevenue",
+        "totalpurchase",
+        "purchaseamount",
+        "value",
+        "ltv",
+        "clv",
+    ),
+    "recency": (
+        "recency",
+        "dayssincelastorder",
+        "dayssincelastpurchase",
+        "lastpurchasedays",
+        "recencydays",
+        "dayssincepurchase",
+        "daysinactive",
+        "lastorderdays",
+    ),
+    "frequency": (
+        "frequency",
+        "orders",
+        "numpurchases",
+        "purchases",
+        "ordercount",
+        "numorders",
+        "norders",
+        "nbrorders",
+        "purchasecount",
+        "transactions",
+        "numtransactions",
+        "totalorders",
+        "orderfrequency",
+        "visits",
+    ),
+}
+MAX_CATEGORIES = 50
+NUMERIC_SHARE = 0.9  # a column is numeric when at least this share of its values are numbers
+
+
+def normalise(name: str) -> str:
+    """Compare column names ignoring case, spaces and punctuation ('Total Spend' = 'total_spend')."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def detect_mapping(
+    columns: Sequence[str], overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Which column plays which role, from aliases, with the analyst's overrides winning."""
+    by_norm: dict[str, str] = {}
+    for column in columns:
+        by_norm.setdefault(normalise(column), column)
+    mapping: dict[str, str] = {}
+    for role, aliases in ALIASES.items():
+        for alias in aliases:
+            column = by_norm.get(alias)
+            if column and column not in mapping.values():
+                mapping[role] = column
+                break
+    for role, column in (overrides or {}).items():
+        if role not in ROLE_LABELS:
+            raise InputError(f"'{role}' is not a column role; use one of {', '.join(ROLE_LABELS)}.")
+        if column and column not in columns:
+            raise InputError(
+                f"The column '{column}' chosen for {ROLE_LABELS[role]} is not in the file."
+            )
+        mapping = {r: c for r, c in mapping.items() if c != column and r != role}
+        if column:
+            mapping[role] = column
+    return mapping
+
+
+def closest_columns(wanted: str, columns: Sequence[str], n: int = 3) -> list[str]:
+    """Column names that look like `wanted`, to offer when a column is missing."""
+    norm = {normalise(c): c for c in columns}
+    keys = list(norm)
+    candidates = set(difflib.get_close_matches(normalise(wanted), keys, n=n, cutoff=0.6))
+    role = next(
+        (r for r, label in ROLE_LABELS.items() if normalise(label) == normalise(wanted)), None
+    )
+    for alias in ALIASES.get(role, ()):
+        candidates.update(difflib.get_close_matches(alias, keys, n=n, cutoff=0.75))
+        candidates.update(k for k in keys if len(alias) >= 4 and alias in k)
+    ranked = sorted(
+        candidates,
+        key=lambda k: -difflib.SequenceMatcher(None, normalise(wanted), k).ratio(),
+    )
+    return [norm[k] for k in ranked[:n]]
+
+
+@dataclass
+class ColumnProfile:
+    """What one pass over the data found in a column."""
+
+    name: str
+    kind: str  # "numeric", "text" or "empty"
+    missing: int
+    non_numeric: int
+    negatives: int
+    minimum: float | None
+    maximum: float | None
+    distinct: int
+    q1: float | None = None
+    median: float | None = None
+    q3: float | None = None
+    skewness: float | None = None
+    bad_examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Problem:
+    """One finding: an error blocks the job, a warning explains a repair."""
+
+    level: str  # "error" or "warning"
+    message: str
+    column: str | None = None
+
+
+@dataclass
+class ValidationReport:
+    """Everything checked before clustering: sizes, mapping, per-column findings, problems."""
+
+    source: str
+    rows: int
+    columns: list[str]
+    mapping: dict[str, str]
+    features: list[str]
+    categorical: list[str]
+    profiles: dict[str, ColumnProfile]
+    problems: list[Problem]
+    duplicate_ids: int = 0
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def id_column(self) -> str | None:
+        return self.mapping.get("customer_id")
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        """Columns that can be features (the id column excluded)."""
+        return [
+            c for c in self.columns if self.profiles[c].kind == "numeric" and c != self.id_column
+        ]
+
+    def raise_for_errors(self) -> None:
+        """Stop the job with every error in one message the analyst can act on."""
+        if self.errors:
+            raise InputError(" ".join(p.message for p in self.errors))
+
+    def column_rows(self) -> list[dict]:
+        """One row per column for the report table in the UI."""
+        roles = {c: ROLE_LABELS[r] for r, c in self.mapping.items()}
+        rows = []
+        for name in self.columns:
+            p = self.profiles[name]
+            rows.append(
+                {
+                    "column": name,
+                    "role": roles.get(name, "feature" if name in self.features else ""),
+                    "type": p.kind,
+                    "missing": p.missing,
+                    "not numbers": p.non_numeric if p.kind == "numeric" else None,
+                    "negatives": p.negatives if p.kind == "numeric" else None,
+                    "min": p.minimum,
+                    "max": p.maximum,
+                    "distinct (approx.)": p.distinct,
+                }
+            )
+        return rows
+
+    def to_dict(self) -> dict:
+        """JSON-ready form for the manifest."""
+        data = asdict(self)
+        data["profiles"] = {k: asdict(v) for k, v in self.profiles.items()}
+        return data
+
+
+def _resolve_features(
+    requested: Sequence[str] | None, columns: Sequence[str], mapping: dict[str, str]
+) -> tuple[list[str], list[Problem]]:
+    problems: list[Problem] = []
+    features: list[str] = []
+    if requested:
+        by_norm = {normalise(c): c for c in columns}
+        by_label = {normalise(ROLE_LABELS[r]): c for r, c in mapping.items()}
+        for name in requested:
+            column = (
+                name
+                if name in columns
+                else by_norm.get(normalise(name)) or by_label.get(normalise(name))
+            )
+            if column is None:
+                problems.append(_missing_column(name, columns))
+            elif column not in features:
+                features.append(column)
+        return features, problems
+    for role in DEFAULT_FEATURE_ROLES:
+        if role in mapping:
+            features.append(mapping[role])
+        else:
+            problems.append(_missing_column(ROLE_LABELS[role], columns, default=True))
+    return features, problems
+
+
+def _missing_column(name: str, columns: Sequence[str], default: bool = False) -> Problem:
+    close = closest_columns(name, columns)
+    offer = (
+        f" Did you mean {' or '.join(repr(c) for c in close)}?"
+        if close
+        else f" The file has: {', '.join(columns[:12])}{' …' if len(columns) > 12 else ''}."
+    )
+    todo = (
+        " Rename that column, map it to this role on the Upload page, or choose the features "
+        "to use (command line: --features)."
+        if default
+        else " Pick features from the file's numeric columns."
+    )
+    what = f"No '{name}' column was found" + (" (a default feature)" if default else "")
+    return Problem("error", f"{what}.{offer}{todo}", column=name)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:,.2f}"
+
+
+def validate(
+    table: Table,
+    k: int,
+    features: Sequence[str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> ValidationReport:
+    """Check a loaded table in one Spark pass and say what blocks clustering or will be repaired."""
+    df = table.df
+    columns = table.columns
+    mapping = detect_mapping(columns, overrides)
+    chosen, problems = _resolve_features(features, columns, mapping)
+
+    # Compute each column's missing flag and number once, then aggregate plain columns:
+    # far cheaper to plan and compile than repeating the parsing expressions in every aggregate.
+    parsed = df.select(
+        *[
+            expr
+            for i, column in enumerate(columns)
+            for expr in (
+                missing_expr(df, column).alias(f"m{i}"),
+                number_expr(df, column).alias(f"v{i}"),
+                F.col(f"`{column}`").alias(f"r{i}"),
+            )
+        ]
+    )
+    aggs = [F.count(F.lit(1)).alias("__rows")]
+    for i, column in enumerate(columns):
+        missing, number = F.col(f"m{i}"), F.col(f"v{i}")
+        aggs += [
+            F.sum(missing.cast("int")).alias(f"m{i}"),
+            F.sum((~missing & number.isNull()).cast("int")).alias(f"x{i}"),
+            F.sum((number < 0).cast("int")).alias(f"n{i}"),
+            F.min(number).alias(f"lo{i}"),
+            F.max(number).alias(f"hi{i}"),
+            F.approx_count_distinct(f"r{i}").alias(f"d{i}"),
+        ]
+        if column in chosen:
+            aggs += [
+                F.percentile_approx(number, [0.25, 0.5, 0.75], 10000).alias(f"q{i}"),
+                F.skewness(number).alias(f"s{i}"),
+            ]
+    try:
+        stats = parsed.agg(*aggs).collect()[0]
+    except Exception as exc:
+        raise InputError(
+            "The file could not be read as a table: " + str(exc).strip().splitlines()[0][:200],
+            hint="Check that it is a CSV or Parquet export of the customer table.",
+        ) from exc
+
+    rows = stats["__rows"]
+    profiles: dict[str, ColumnProfile] = {}
+    for i, column in enumerate(columns):
+        present = rows - stats[f"m{i}"]
+        non_numeric = stats[f"x{i}"]
+        if present == 0:
+            kind = "empty"
+        elif non_numeric <= (1 - NUMERIC_SHARE) * present:
+            kind = "numeric"
+        else:
+            kind = "text"
+        quartiles = stats[f"q{i}"] if f"q{i}" in stats.asDict() else None
+        profiles[column] = ColumnProfile(
+            name=column,
+            kind=kind,
+            missing=stats[f"m{i}"],
+            non_numeric=non_numeric,
+            negatives=stats[f"n{i}"],
+            minimum=stats[f"lo{i}"],
+            maximum=stats[f"hi{i}"],
+            distinct=stats[f"d{i}"],
+            q1=quartiles[0] if quartiles else None,
+            median=quartiles[1] if quartiles else None,
+            q3=quartiles[2] if quartiles else None,
+            skewness=stats[f"s{i}"] if f"s{i}" in stats.asDict() else None,
+        )
+
+    id_column = mapping.get("customer_id")
+    if rows == 0:
+        problems = [
+            Problem(
+                "error",
+                "The file has a header but no customer rows. Export the table again with its data.",
+            )
+        ]
+        return ValidationReport(
+            table.format.describe(), 0, columns, mapping, [], [], profiles, problems
+        )
+    if rows < k:
+        problems.append(
+            Problem(
+                "error",
+                f"The file has {rows} customer row{'s' * (rows != 1)}, fewer than the {k} segments "
+                f"asked for. Upload more customers or choose at most {rows} segments.",
+            )
+        )
+
+    usable: list[str] = []
+    for column in chosen:
+        p = profiles[column]
+        if column == id_column:
+            problems.append(
+                Problem("error", f"'{column}' is the customer id; it cannot be a feature.", column)
+            )
+        elif p.kind == "empty":
+            problems.append(
+                Problem(
+                    "error",
+                    f"Column '{column}' has no values at all; it cannot be a feature. "
+                    "Fill it in or choose other features.",
+                    column,
+                )
+            )
+        elif p.kind == "text":
+            examples = _bad_examples(table, column, id_column)
+            problems.append(
+                Problem(
+                    "error",
+                    f"Column '{column}' holds text, not numbers ({p.non_numeric:,} of "
+                    f"{rows - p.missing:,} values, e.g. {examples}); it cannot be a feature. "
+                    "Choose numeric columns, or fix the export.",
+                    column,
+                )
+            )
+        elif p.minimum == p.maximum and rows > 1:
+            problems.append(
+                Problem(
+                    "warning",
+                    f"Column '{column}' has the same value ({_fmt(p.minimum)}) for every "
+                    "customer, so it cannot tell segments apart; it is left out.",
+                    column,
+                )
+            )
+        else:
+            usable.append(column)
+    if (
+        chosen
+        and not usable
+        and not any(p.level == "error" and p.column in chosen for p in problems)
+    ):
+        problems.append(
+            Problem(
+                "error",
+                "No feature varies between customers; there is nothing "
+                "to segment on. Choose other columns.",
+            )
+        )
+    if not chosen and not problems:
+        problems.append(Problem("error", "No numeric feature was chosen."))
+
+    for column in usable:
+        p = profiles[column]
+        if p.non_numeric:
+            p.bad_examples = _bad_examples_list(table, column, id_column)
+            problems.append(
+                Problem(
+                    "warning",
+                    f"{p.non_numeric:,} value{'s' * (p.non_numeric != 1)} in '{column}' "
+                    f"{'are' if p.non_numeric != 1 else 'is'} not a number "
+                    f"(e.g. {', '.join(p.bad_examples)}); treated as missing.",
+                    column,
+                )
+            )
+        missing = p.missing + p.non_numeric
+        if missing:
+            problems.append(
+                Problem(
+                    "warning",
+                    f"{missing:,} missing value{'s' * (missing != 1)} in '{column}' will be filled "
+                    f"with the median ({_fmt(p.median)}).",
+                    column,
+                )
+            )
+        if p.negatives:
+            problems.append(
+                Problem(
+                    "warning",
+                    f"{p.negatives:,} negative value{'s' * (p.negatives != 1)} in '{column}' "
+                    f"(lowest {_fmt(p.minimum)}); kept as they are. Check refunds or data entry.",
+                    column,
+                )
+            )
+
+    if id_column:
+        duplicates, examples = _duplicate_ids(table, id_column)
+        if duplicates:
+            problems.append(
+                Problem(
+                    "warning",
+                    f"{duplicates:,} customer id{'s' * (duplicates != 1)} in '{id_column}' appear "
+                    f"more than once (e.g. {examples}); each row is segmented on its own.",
+                    id_column,
+                )
+            )
+    else:
+        duplicates = 0
+
+    categorical = [
+        c
+        for c in columns
+        if profiles[c].kind == "text"
+        and c != id_column
+        and 1 < profiles[c].distinct <= MAX_CATEGORIES
+    ]
+    return ValidationReport(
+        source=table.format.describe(),
+        rows=rows,
+        columns=columns,
+        mapping=mapping,
+        features=usable,
+        categorical=categorical,
+        profiles=profiles,
+        problems=problems,
+        duplicate_ids=duplicates,
+    )
+
+
+def _bad_examples_list(table: Table, column: str, id_column: str | None) -> list[str]:
+    df = table.df
+    bad = ~missing_expr(df, column) & number_expr(df, column).isNull()
+    picked = [F.col(f"`{column}`").cast("string").alias("value")]
+    if id_column:
+        picked.append(F.col(f"`{id_column}`").cast("string").alias("id"))
+    found = df.filter(bad).select(*picked).limit(3).collect()
+    return [
+        f"'{r['value'][:40]}'" + (f" for customer {r['id']}" if id_column and r["id"] else "")
+        for r in found
+    ]
+
+
+def _bad_examples(table: Table, column: str, id_column: str | None) -> str:
+    return ", ".join(_bad_examples_list(table, column, id_column)) or "–"
+
+
+def _duplicate_ids(table: Table, id_column: str) -> tuple[int, str]:
+    counts = (
+        table.df.where(F.col(f"`{id_column}`").isNotNull())
+        .groupBy(F.col(f"`{id_column}`").alias("id"))
+        .count()
+        .where("count > 1")
+    )
+    found = counts.count()
+    examples = counts.limit(3).collect() if found else []
+    return found, ", ".join(f"'{e['id']}' ×{e['count']}" for e in examples)
