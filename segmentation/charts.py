@@ -1,0 +1,517 @@
+"""Charts of a segmentation result: pure functions from the result tables to Plotly figures.
+
+Every chart colours and labels a segment the same way (`segment_color`, `segment_label`), so
+segment 3 is the same colour, under the same name, on every page. Pages only place the
+figures; an empty input raises ValueError and the page decides what to show instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+TEMPLATE = "plotly_white"
+# Paul Tol's colour-blind-safe qualitative palette (plotly's "Safe"), one colour per segment.
+SEGMENT_PALETTE = (
+    "#88CCEE",
+    "#CC6677",
+    "#DDCC77",
+    "#117733",
+    "#332288",
+    "#AA4499",
+    "#44AA99",
+    "#999933",
+    "#882255",
+    "#661100",
+    "#888888",
+)
+# Okabe-Ito for the values of a categorical column: a different palette from the segments',
+# so a "Region = North" bar is never mistaken for a segment.
+CATEGORY_PALETTE = (
+    "#E69F00",
+    "#56B4E9",
+    "#009E73",
+    "#F0E442",
+    "#0072B2",
+    "#D55E00",
+    "#CC79A7",
+    "#999999",
+)
+OTHER_COLOR = "#DDDDDD"
+# Red below the average customer, blue above; readable with the common colour-vision deficiencies.
+DIVERGING_SCALE = "RdBu"
+METRIC_COLOR = "#332288"
+# Not a segment colour: the suggested-k line must not read as "segment 2".
+SUGGESTED_COLOR = "#D55E00"
+Z_LABEL = "Centroid (z-score)"
+RFM_ROLES = ("recency", "frequency", "spend")
+
+
+def segment_color(segment: int) -> str:
+    """The fixed colour of one segment number, the same on every chart and page."""
+    return SEGMENT_PALETTE[(int(segment) - 1) % len(SEGMENT_PALETTE)]
+
+
+def segment_colors(segments: pd.DataFrame) -> dict[int, str]:
+    """Colour of each segment in a frame with a `segment` column (segments or the sample)."""
+    _require_columns(segments, ["segment"], "segments")
+    return {number: segment_color(number) for number in sorted(_segment_numbers(segments))}
+
+
+def segment_label(segment: int, name: str) -> str:
+    """How a segment is called on every legend and axis, e.g. "1 · Champions"."""
+    name = "" if name is None or (isinstance(name, float) and math.isnan(name)) else str(name)
+    return f"{int(segment)} · {name.strip() or f'Segment {int(segment)}'}"
+
+
+def segment_sizes(segments: pd.DataFrame) -> go.Figure:
+    """How many customers each segment holds and its share of the whole base."""
+    _require_rows(segments, "There are no segments to chart.")
+    _require_columns(segments, ["segment", "name", "size", "share"], "segments")
+    segments = segments.sort_values("segment")
+    numbers = [int(number) for number in segments["segment"]]
+    labels = _labels(segments)
+    fig = go.Figure(
+        go.Bar(
+            x=labels,
+            y=segments["size"].to_numpy(),
+            marker_color=[segment_color(number) for number in numbers],
+            text=[f"{share:.1%}" for share in segments["share"]],
+            textposition="outside",
+            customdata=segments["share"].to_numpy(),
+            hovertemplate="<b>%{x}</b><br>%{y:,} customers<br>%{customdata:.1%} of all"
+            "<extra></extra>",
+            showlegend=False,
+        )
+    )
+    fig.update_xaxes(title_text="Segment", categoryorder="array", categoryarray=labels)
+    # Headroom so the share label above the tallest bar is not clipped.
+    fig.update_yaxes(title_text="Customers", range=[0, segments["size"].max() * 1.15])
+    return _finish(fig, "Customers per segment", height=400)
+
+
+def profile_heatmap(segments: pd.DataFrame, features: Sequence[str]) -> go.Figure:
+    """Which features set each segment apart: centroids above (blue) or below (red) average."""
+    _require_rows(segments, "There are no segments to profile.")
+    _require_features(features)
+    _require_columns(
+        segments, ["segment", "name", *[f"{feature}_z" for feature in features]], "segments"
+    )
+    segments = segments.sort_values("segment")
+    labels = _labels(segments)
+    z = segments[[f"{feature}_z" for feature in features]].to_numpy(dtype=float)
+    hover_text = [
+        [_average_text(row, feature) for feature in features] for _, row in segments.iterrows()
+    ]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(features),
+            y=labels,
+            text=hover_text,
+            texttemplate="%{z:.2f}",
+            colorscale=DIVERGING_SCALE,
+            zmid=0,
+            colorbar_title_text=Z_LABEL,
+            hovertemplate="<b>%{y}</b> · %{x}<br>"
+            + Z_LABEL
+            + ": %{z:.2f}<br>%{text}<extra></extra>",
+            xgap=2,
+            ygap=2,
+        )
+    )
+    fig.update_xaxes(title_text="Feature")
+    # Segment 1 on top, in the order of every other chart.
+    fig.update_yaxes(title_text="Segment", autorange="reversed")
+    return _finish(fig, "Segment profiles", height=_rows_height(len(segments), 45, 300))
+
+
+def radar(segments: pd.DataFrame, features: Sequence[str]) -> go.Figure:
+    """Each segment's shape across all features at once, against the average customer (0)."""
+    _require_rows(segments, "There are no segments to draw.")
+    _require_features(features)
+    _require_columns(
+        segments, ["segment", "name", *[f"{feature}_z" for feature in features]], "segments"
+    )
+    segments = segments.sort_values("segment")
+    # Repeat the first feature so each outline closes.
+    theta = [*features, features[0]]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatterpolar(
+            r=[0.0] * len(theta),
+            theta=theta,
+            mode="lines",
+            name="Average customer",
+            line={"color": "#888888", "dash": "dash", "width": 1},
+            hoverinfo="skip",
+        )
+    )
+    z = segments[[f"{feature}_z" for feature in features]].to_numpy(dtype=float)
+    for (number, name), r in zip(_numbers_and_names(segments), z.tolist(), strict=True):
+        fig.add_trace(
+            go.Scatterpolar(
+                r=[*r, r[0]],
+                theta=theta,
+                mode="lines+markers",
+                name=segment_label(number, name),
+                legendgroup=str(number),
+                line={"color": segment_color(number), "width": 2},
+                marker={"color": segment_color(number), "size": 6},
+                hovertemplate="<b>%{fullData.name}</b><br>%{theta}: %{r:.2f}<extra></extra>",
+            )
+        )
+    fig.update_polars(radialaxis_title_text=Z_LABEL, radialaxis_angle=90, bgcolor="white")
+    return _finish(fig, "Segment shapes across features", height=520)
+
+
+def feature_distributions(
+    sample: pd.DataFrame, features: Sequence[str], kind: str = "box"
+) -> go.Figure:
+    """How each feature's values spread inside each segment, and how much segments overlap."""
+    if kind not in ("box", "violin"):
+        raise ValueError(f"kind must be 'box' or 'violin', not {kind!r}.")
+    _require_rows(sample, "There are no customers in the chart sample.")
+    _require_features(features)
+    _require_columns(sample, ["segment", "segment_name", *features], "sample")
+    groups = _segment_groups(sample)
+    labels = [label for _, label, _ in groups]
+    cols = min(2, len(features))
+    rows = math.ceil(len(features) / cols)
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=list(features),
+        vertical_spacing=0.25 / rows,
+        horizontal_spacing=0.08,
+    )
+    for index, feature in enumerate(features):
+        row, col = index // cols + 1, index % cols + 1
+        for number, label, customers in groups:
+            # Default hover: the quartiles and mean of the box or violin.
+            common = {
+                "x": [label] * len(customers),
+                "y": customers[feature].to_numpy(dtype=float),
+                "name": label,
+                "legendgroup": str(number),
+                "showlegend": index == 0,
+                "marker_color": segment_color(number),
+                "line_color": segment_color(number),
+            }
+            if kind == "box":
+                trace = go.Box(**common, boxmean=True, boxpoints="outliers")
+            else:
+                trace = go.Violin(**common, box_visible=True, meanline_visible=True, points=False)
+            fig.add_trace(trace, row=row, col=col)
+    # Overlay: one box per segment at its own category, not side-by-side offsets.
+    fig.update_layout(boxmode="overlay", violinmode="overlay")
+    # Ticks show only the segment number; the legend and hover carry the full label.
+    fig.update_xaxes(
+        categoryorder="array",
+        categoryarray=labels,
+        tickvals=labels,
+        ticktext=[str(number) for number, _, _ in groups],
+        title_text="Segment",
+    )
+    title = "Feature distributions by segment" + (" (violins)" if kind == "violin" else "")
+    return _finish(fig, title, height=80 + 300 * rows)
+
+
+def pca_scatter(sample: pd.DataFrame, hover: Sequence[str] = ()) -> go.Figure:
+    """Whether segments separate on a 2-D map of all features (first two principal components)."""
+    _require_rows(sample, "There are no customers in the chart sample.")
+    _require_columns(sample, ["segment", "segment_name", "pc1", "pc2", *hover], "sample")
+    fig = go.Figure()
+    for number, label, customers in _segment_groups(sample):
+        fig.add_trace(
+            go.Scatter(
+                x=customers["pc1"].to_numpy(dtype=float),
+                y=customers["pc2"].to_numpy(dtype=float),
+                mode="markers",
+                name=label,
+                legendgroup=str(number),
+                marker={"color": segment_color(number), "size": 6, "opacity": 0.7},
+                customdata=customers[list(hover)].to_numpy() if hover else None,
+                hovertemplate="<b>%{fullData.name}</b><br>"
+                "Component 1: %{x:.2f}<br>Component 2: %{y:.2f}"
+                + _hover_lines(hover)
+                + "<extra></extra>",
+            )
+        )
+    fig.update_xaxes(title_text="Principal component 1", zeroline=False)
+    fig.update_yaxes(title_text="Principal component 2", zeroline=False)
+    return _finish(fig, "Segments on a map of all features (PCA)", height=520)
+
+
+def missing_rfm_roles(sample: pd.DataFrame, roles: Mapping[str, str]) -> list[str]:
+    """Which of recency, frequency and spend cannot be drawn: no column, or not in the sample."""
+    return [role for role in RFM_ROLES if not roles.get(role) or roles[role] not in sample.columns]
+
+
+def rfm_scatter_3d(sample: pd.DataFrame, roles: Mapping[str, str]) -> go.Figure | None:
+    """Where segments sit in recency, frequency and spend; None when one of those is unknown."""
+    _require_rows(sample, "There are no customers in the chart sample.")
+    _require_columns(sample, ["segment", "segment_name"], "sample")
+    if missing_rfm_roles(sample, roles):
+        return None
+    columns = [roles[role] for role in RFM_ROLES]
+    titles = [_role_title(role, roles[role]) for role in RFM_ROLES]
+    fig = go.Figure()
+    for number, label, customers in _segment_groups(sample):
+        fig.add_trace(
+            go.Scatter3d(
+                x=customers[columns[0]].to_numpy(dtype=float),
+                y=customers[columns[1]].to_numpy(dtype=float),
+                z=customers[columns[2]].to_numpy(dtype=float),
+                mode="markers",
+                name=label,
+                legendgroup=str(number),
+                marker={"color": segment_color(number), "size": 3, "opacity": 0.75},
+                hovertemplate=f"<b>%{{fullData.name}}</b><br>{titles[0]}: %{{x:,.2f}}"
+                f"<br>{titles[1]}: %{{y:,.2f}}<br>{titles[2]}: %{{z:,.2f}}<extra></extra>",
+            )
+        )
+    fig.update_scenes(
+        xaxis_title_text=titles[0], yaxis_title_text=titles[1], zaxis_title_text=titles[2]
+    )
+    return _finish(fig, "Recency, frequency and spend by segment", height=640)
+
+
+def scatter_matrix(sample: pd.DataFrame, features: Sequence[str]) -> go.Figure:
+    """Every pair of features side by side, to see which pairs separate the segments."""
+    _require_rows(sample, "There are no customers in the chart sample.")
+    _require_features(features)
+    if len(features) < 2:
+        raise ValueError("A scatter matrix needs at least two features.")
+    _require_columns(sample, ["segment", "segment_name", *features], "sample")
+    fig = go.Figure()
+    for number, label, customers in _segment_groups(sample):
+        fig.add_trace(
+            go.Splom(
+                dimensions=[
+                    {"label": feature, "values": customers[feature].to_numpy(dtype=float)}
+                    for feature in features
+                ],
+                name=label,
+                legendgroup=str(number),
+                marker={"color": segment_color(number), "size": 3, "opacity": 0.6},
+                # The lower triangle already holds every pair; the diagonal is x against x.
+                showupperhalf=False,
+                diagonal_visible=False,
+            )
+        )
+    size = min(1000, max(450, 170 * len(features)))
+    return _finish(fig, "Feature pairs by segment", height=size)
+
+
+def categorical_mix(
+    mix: pd.DataFrame, segments: pd.DataFrame, column: str, top: int = 8
+) -> go.Figure:
+    """What each segment is made of for one categorical column (shares within the segment).
+
+    The `top - 1` most frequent values overall keep their own colour when there are more than
+    `top`; the rest are summed into one "Other (n values)" slice so the legend stays readable.
+    """
+    _require_rows(segments, "There are no segments to compare.")
+    _require_columns(mix, ["segment", "column", "value", "count"], "mix")
+    _require_columns(segments, ["segment", "name"], "segments")
+    counts = mix.loc[mix["column"] == column, ["segment", "value", "count"]].copy()
+    if counts.empty or counts["count"].sum() <= 0:
+        raise ValueError(f"There are no values of '{column}' to show.")
+    counts["value"] = counts["value"].where(counts["value"].notna(), "(missing)").astype(str)
+    counts["segment"] = counts["segment"].astype(int)
+    ranked = counts.groupby("value")["count"].sum().sort_values(ascending=False, kind="stable")
+    other = None
+    if len(ranked) > top:
+        kept = list(ranked.index[: top - 1])
+        other = f"Other ({len(ranked) - len(kept)} values)"
+        counts["value"] = counts["value"].where(counts["value"].isin(kept), other)
+        values = [*kept, other]
+    else:
+        values = list(ranked.index)
+    table = counts.pivot_table(
+        index="segment", columns="value", values="count", aggfunc="sum", fill_value=0
+    )
+    table = table[table.sum(axis=1) > 0].sort_index()
+    percent = table.div(table.sum(axis=1), axis=0) * 100
+    names = dict(_numbers_and_names(segments))
+    labels = [segment_label(number, names.get(number, "")) for number in table.index]
+    fig = go.Figure()
+    for index, value in enumerate(values):
+        color = OTHER_COLOR if value == other else _category_color(index)
+        fig.add_trace(
+            go.Bar(
+                x=percent[value].to_numpy(),
+                y=labels,
+                orientation="h",
+                name=value,
+                marker_color=color,
+                customdata=table[value].to_numpy(),
+                texttemplate="%{x:.0f}%",
+                textposition="inside",
+                hovertemplate=f"<b>%{{y}}</b><br>{column} = {value}: %{{x:.1f}}%"
+                " (%{customdata:,} customers)<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        barmode="stack",
+        legend_title_text=column,
+        # Small slices stay unlabelled rather than overflowing; the hover still has them.
+        uniformtext={"minsize": 10, "mode": "hide"},
+    )
+    fig.update_xaxes(title_text="Share of the segment's customers", range=[0, 100], ticksuffix="%")
+    fig.update_yaxes(
+        title_text="Segment", categoryorder="array", categoryarray=labels, autorange="reversed"
+    )
+    return _finish(
+        fig, f"{column} mix within each segment", height=_rows_height(len(labels), 45, 300)
+    )
+
+
+def sweep_metrics(sweep: pd.DataFrame, suggested_k: int) -> go.Figure:
+    """How the quality measures change with the number of segments, and which k is suggested."""
+    _require_rows(sweep, "No number of segments has been tried yet.")
+    metrics = [
+        ("wssse", "Elbow: spread within segments (look for the bend)", "Within-segment spread"),
+        ("silhouette", "Silhouette (higher is better)", "Silhouette"),
+        ("calinski_harabasz", "Calinski–Harabasz (higher is better)", "Calinski–Harabasz"),
+        ("davies_bouldin", "Davies–Bouldin (lower is better)", "Davies–Bouldin"),
+    ]
+    _require_columns(sweep, ["k", *[column for column, _, _ in metrics]], "sweep")
+    sweep = sweep.sort_values("k")
+    fig = make_subplots(
+        rows=2,
+        cols=2,
+        subplot_titles=[title for _, title, _ in metrics],
+        vertical_spacing=0.18,
+        horizontal_spacing=0.12,
+    )
+    for index, (column, _, axis_title) in enumerate(metrics):
+        row, col = index // 2 + 1, index % 2 + 1
+        fig.add_trace(
+            go.Scatter(
+                x=sweep["k"].to_numpy(),
+                y=sweep[column].to_numpy(dtype=float),
+                mode="lines+markers",
+                name=axis_title,
+                line={"color": METRIC_COLOR},
+                marker={"color": METRIC_COLOR, "size": 7},
+                showlegend=False,
+                hovertemplate=f"k = %{{x}}<br>{axis_title}: %{{y:,.3f}}<extra></extra>",
+            ),
+            row=row,
+            col=col,
+        )
+        fig.add_vline(
+            x=suggested_k,
+            line={"color": SUGGESTED_COLOR, "dash": "dash", "width": 2},
+            row=row,
+            col=col,
+        )
+        fig.update_yaxes(title_text=axis_title, row=row, col=col)
+    fig.update_xaxes(title_text="Number of segments (k)", dtick=1)
+    fig.add_annotation(
+        text=f"Suggested: k = {int(suggested_k)} (dashed line)",
+        xref="paper",
+        yref="paper",
+        x=1,
+        y=1.1,
+        xanchor="right",
+        showarrow=False,
+        font={"color": SUGGESTED_COLOR},
+    )
+    return _finish(fig, "Choosing the number of segments", height=620)
+
+
+def _finish(fig: go.Figure, title: str, height: int) -> go.Figure:
+    """The look every chart shares: template, title, height, legend and margins."""
+    fig.update_layout(
+        template=TEMPLATE,
+        title={"text": title, "x": 0, "xanchor": "left"},
+        height=height,
+        margin={"l": 60, "r": 30, "t": 80, "b": 50},
+        font={"size": 13},
+        hoverlabel={"font_size": 12},
+    )
+    # Long segment names push the plot over rather than being cut off.
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
+    if not fig.layout.legend.title.text:
+        fig.update_layout(legend_title_text="Segment")
+    return fig
+
+
+def _require_rows(frame: pd.DataFrame, message: str) -> None:
+    if frame is None or len(frame) == 0:
+        raise ValueError(message)
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise ValueError(f"The {what} table has no column(s) {', '.join(map(repr, missing))}.")
+
+
+def _require_features(features: Sequence[str]) -> None:
+    if not features:
+        raise ValueError("No features were chosen, so there is nothing to chart.")
+
+
+def _segment_numbers(frame: pd.DataFrame) -> list[int]:
+    return [int(number) for number in pd.unique(frame["segment"])]
+
+
+def _numbers_and_names(segments: pd.DataFrame) -> list[tuple[int, str]]:
+    return [
+        (int(number), name)
+        for number, name in zip(segments["segment"], segments["name"], strict=True)
+    ]
+
+
+def _labels(segments: pd.DataFrame) -> list[str]:
+    return [segment_label(number, name) for number, name in _numbers_and_names(segments)]
+
+
+def _segment_groups(sample: pd.DataFrame) -> list[tuple[int, str, pd.DataFrame]]:
+    """The sample split by segment, in segment order, each with its label."""
+    groups = []
+    for number, customers in sample.groupby("segment", sort=True):
+        names = customers["segment_name"].dropna()
+        label = segment_label(int(number), names.iloc[0] if len(names) else "")
+        groups.append((int(number), label, customers))
+    return groups
+
+
+def _average_text(row: pd.Series, feature: str) -> str:
+    lines = []
+    for statistic, title in (("mean", "Average"), ("median", "Median")):
+        value = row.get(f"{feature}_{statistic}")
+        if value is not None and not pd.isna(value):
+            lines.append(f"{title} {feature}: {_format_number(float(value))}")
+    return "<br>".join(lines)
+
+
+def _format_number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.2f}"
+
+
+def _hover_lines(columns: Sequence[str]) -> str:
+    return "".join(f"<br>{column}: %{{customdata[{i}]}}" for i, column in enumerate(columns))
+
+
+def _role_title(role: str, column: str) -> str:
+    title = role.capitalize()
+    return title if column.lower() == role else f"{title} ({column})"
+
+
+def _category_color(index: int) -> str:
+    return CATEGORY_PALETTE[index % len(CATEGORY_PALETTE)]
+
+
+def _rows_height(rows: int, per_row: int, minimum: int) -> int:
+    return int(np.clip(140 + per_row * rows, minimum, 900))
