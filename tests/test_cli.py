@@ -1,0 +1,65 @@
+"""The command line contract: files and a table on success, exit 2 and a plain message on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.helpers import ROOT, SAMPLE
+
+
+def cli(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "segmentation", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_run_writes_results_and_prints_the_segments(tmp_path):
+    out = tmp_path / "res"
+    done = cli(
+        "run", str(SAMPLE), "--k", "3", "--seed", "1", "--outliers", "remove", "--out", str(out)
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "30 customers in 3 segments" in done.stdout or "customers in 3 segments" in done.stdout
+    assert "silhouette (squared Euclidean)" in done.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["params"]["k"] == 3 and manifest["params"]["seed"] == 1
+    assert manifest["params"]["outliers"] == "remove"
+    for name in manifest["segments"]:
+        assert name["name"] in done.stdout
+    assert (out / "customers.csv").exists() and (out / "segments.csv").exists()
+
+
+def test_invalid_input_exits_2_with_the_message_and_no_traceback(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Age,Spendings,Recency,Frequency\n1,2,3,4\n2,3,4,5\n")
+    done = cli("run", str(bad), "--k", "2", "--out", str(tmp_path / "o"))
+    assert done.returncode == 2
+    assert "Did you mean 'Spendings'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_not_a_table_is_refused_before_spark_starts(tmp_path):
+    bad = tmp_path / "book.csv"
+    bad.write_bytes(b"PK\x03\x04 an xlsx renamed")
+    done = cli("run", str(bad), timeout=60)
+    assert done.returncode == 2
+    assert "Excel workbook" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bad_k_is_invalid_input(tmp_path):
+    done = cli("run", str(SAMPLE), "--k", "99", timeout=60)
+    assert done.returncode == 2 and "between 2 and 30" in done.stderr
+
+
+def test_sample_command_writes_synthetic_customers(tmp_path):
+    out = tmp_path / "s.csv"
+    done = cli("sample", str(out), "--rows", "500", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().count("\n") == 501

@@ -1,0 +1,202 @@
+"""The whole pipeline on real Spark: stages, recovery of known segments, honest metrics, outputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import (
+    adjusted_rand_score,
+    calinski_harabasz_score,
+    davies_bouldin_score,
+    silhouette_score,
+)
+
+from segmentation.errors import InputError
+from segmentation.pipeline import STAGES, SegmentationParams, run_segmentation
+from segmentation.results import load_results
+from tests.helpers import SAMPLE_CUSTOMERS, synthetic_csv
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """600 customers in 4 well-separated latent segments, with a few missing values."""
+    path = tmp_path_factory.mktemp("in") / "customers.csv"
+    table, labels = synthetic_csv(path, n=600, segments=4, seed=11)
+    return path, table, labels
+
+
+@pytest.fixture(scope="module")
+def run(spark, synthetic, tmp_path_factory):
+    path, _, _ = synthetic
+    events = []
+    result = run_segmentation(
+        spark,
+        str(path),
+        SegmentationParams(k=4, seed=7),
+        tmp_path_factory.mktemp("r") / "out",
+        progress=lambda stage, fraction, message: events.append((stage, fraction, message)),
+    )
+    return result, events
+
+
+def test_every_stage_reports_progress_in_order(run):
+    _, events = run
+    stages = list(dict.fromkeys(stage for stage, _, _ in events))
+    assert stages == list(STAGES)
+    fractions = [f for _, f, _ in events]
+    assert fractions == sorted(fractions) and fractions[0] >= 0 and fractions[-1] <= 1
+
+
+def test_known_segments_are_recovered(run, synthetic):
+    result, _ = run
+    _, table, labels = synthetic
+    customers = pd.read_csv(result.out_dir / "customers.csv")
+    assert list(customers["CustomerID"]) == list(table["CustomerID"])
+    assert adjusted_rand_score(labels, customers["segment"]) >= 0.9
+
+
+def test_metrics_agree_with_scikit_learn(run):
+    """Recompute the scaled features from the written assignments and score them with sklearn."""
+    result, _ = run
+    assignments = pd.read_parquet(result.out_dir / "assignments.parquet")
+    features = result.manifest["features"]
+    x = assignments[features].to_numpy(float)
+    scaled = (x - x.mean(axis=0)) / x.std(axis=0, ddof=1)  # Spark's StandardScaler: sample std
+    labels = assignments["segment"].to_numpy()
+    metrics = result.manifest["metrics"]
+    assert metrics["silhouette"] == pytest.approx(
+        silhouette_score(scaled, labels, metric="sqeuclidean"), rel=1e-6
+    )
+    assert metrics["calinski_harabasz"] == pytest.approx(
+        calinski_harabasz_score(scaled, labels), rel=1e-6
+    )
+    assert metrics["davies_bouldin"] == pytest.approx(
+        davies_bouldin_score(scaled, labels), rel=1e-6
+    )
+    within = sum(
+        ((scaled[labels == s] - scaled[labels == s].mean(axis=0)) ** 2).sum()
+        for s in np.unique(labels)
+    )
+    assert metrics["within_ss"] == pytest.approx(within, rel=1e-6)
+    assert "squared Euclidean" in metrics["silhouette_kind"]
+
+
+def test_outputs_are_complete_and_consistent(run, synthetic):
+    result, _ = run
+    _, table, _ = synthetic
+    out = result.out_dir
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["rows_in"] == manifest["rows_out"] == len(table)
+    assert len(manifest["input"]["sha256"]) == 64
+    assert manifest["versions"]["spark_version"].startswith("4.")
+    assert set(manifest["timings"]) == set(STAGES)
+    assert manifest["repairs"]["filled_missing"]["Spend"] == table["Spend"].isna().sum()
+    segments = pd.read_csv(out / "segments.csv")
+    assert list(segments["segment"]) == [1, 2, 3, 4]
+    assert segments["size"].sum() == len(table)
+    assert segments["share"].sum() == pytest.approx(1)
+    assert list(segments["Spend_mean"]) == sorted(segments["Spend_mean"], reverse=True)
+    assert segments["name"].is_unique and segments["reason"].str.len().min() > 10
+    customers = pd.read_csv(out / "customers.csv")
+    assert list(customers.columns) == [*table.columns, "segment", "segment_name"]
+    counts = customers["segment"].value_counts().sort_index()
+    assert list(counts) == list(segments["size"])
+    names = dict(zip(segments["segment"], segments["name"], strict=True))
+    assert (customers["segment_name"] == customers["segment"].map(names)).all()
+    mix = pd.read_csv(out / "categorical_mix.csv")
+    assert set(mix["column"]) == {"Category", "Region"}
+    assert mix.groupby("column")["count"].sum().tolist() == [len(table), len(table)]
+
+
+def test_chart_sample_is_stratified_and_has_pca(run):
+    result, _ = run
+    sample = pd.read_parquet(result.out_dir / "chart_sample.parquet")
+    assert {"pc1", "pc2", "pc3", "segment", "segment_name", "Spend", "Region"} <= set(
+        sample.columns
+    )
+    assert len(sample) == 600  # small inputs are kept whole
+    loaded = load_results(result.out_dir)
+    assert loaded.features == ["Age", "Spend", "Recency", "Frequency"]
+    renamed = loaded.with_names({1: "VIP"})
+    assert renamed.segments.loc[0, "name"] == "VIP"
+    assert set(renamed.sample.loc[renamed.sample["segment"] == 1, "segment_name"]) == {"VIP"}
+
+
+def test_same_seed_gives_identical_results(spark, synthetic, run, tmp_path):
+    path, _, _ = synthetic
+    first, _ = run
+    again = run_segmentation(spark, str(path), SegmentationParams(k=4, seed=7), tmp_path / "again")
+    assert (first.out_dir / "customers.csv").read_bytes() == (
+        again.out_dir / "customers.csv"
+    ).read_bytes()
+    pd.testing.assert_frame_equal(first.segments, again.segments)
+    assert first.manifest["metrics"] == again.manifest["metrics"]
+
+
+def test_large_input_chart_sample_is_capped(spark, tmp_path):
+    path = tmp_path / "big.csv"
+    synthetic_csv(path, n=12_000, seed=5)
+    result = run_segmentation(spark, str(path), SegmentationParams(k=4), tmp_path / "out")
+    sample = pd.read_parquet(result.out_dir / "chart_sample.parquet")
+    assert 4_000 <= len(sample) <= 6_000
+    shares = sample["segment"].value_counts(normalize=True).sort_index()
+    expected = result.segments.set_index("segment")["share"]
+    assert np.allclose(shares.to_numpy(), expected.to_numpy(), atol=0.05)
+
+
+@pytest.mark.parametrize("policy", ["cap", "remove", "none"])
+def test_outlier_policies(spark, tmp_path, policy):
+    rows = [
+        {"Age": 30 + i % 20, "Spend": 100 + i, "Recency": i % 30, "Frequency": 1 + i % 5}
+        for i in range(60)
+    ]
+    rows[0]["Spend"] = 1_000_000  # one whale
+    path = tmp_path / "whale.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    result = run_segmentation(
+        spark, str(path), SegmentationParams(k=2, outliers=policy), tmp_path / "o"
+    )
+    repairs = result.manifest["repairs"]
+    assignments = pd.read_parquet(result.out_dir / "assignments.parquet")
+    if policy == "cap":
+        assert repairs["outliers"]["Spend"] == 1 and result.manifest["rows_out"] == 60
+        assert assignments["Spend"].max() < 1_000
+    elif policy == "remove":
+        assert repairs["rows_removed"] == 1 and result.manifest["rows_out"] == 59
+    else:
+        assert repairs["outliers"] == {} and assignments["Spend"].max() == 1_000_000
+
+
+def test_chosen_features_and_log_transform(spark, tmp_path):
+    result = run_segmentation(
+        spark,
+        str(SAMPLE_CUSTOMERS),
+        SegmentationParams(k=3, features=("spend", "Frequency"), log_features=("Spend",)),
+        tmp_path / "o",
+    )
+    assert result.manifest["features"] == ["Spend", "Frequency"]
+    assert result.manifest["repairs"]["log_transformed"] == ["Spend"]
+    assert result.manifest["metrics"]["segments_found"] == 3
+    sample = pd.read_parquet(result.out_dir / "chart_sample.parquet")
+    assert "pc3" not in sample.columns  # two features give two components
+
+
+def test_invalid_input_fails_before_clustering_with_the_message(spark, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("Age,Spendings,Recency,Frequency\n1,2,3,4\n2,3,4,5\n3,4,5,6\n")
+    with pytest.raises(InputError, match="Did you mean 'Spendings'"):
+        run_segmentation(spark, str(path), SegmentationParams(k=2), tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+    assert not list(tmp_path.glob(".o.partial*"))
+
+
+def test_params_are_checked():
+    with pytest.raises(InputError, match="between 2 and 30"):
+        SegmentationParams(k=1)
+    with pytest.raises(InputError, match="Outlier policy"):
+        SegmentationParams(outliers="drop")
+    params = SegmentationParams(k=5, features=["Age", "Spend"])
+    assert SegmentationParams.from_dict(params.to_dict()) == params

@@ -1,0 +1,82 @@
+"""The Spark session factory: settings from the environment, and finding Java."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from segmentation.errors import EngineError
+from segmentation.session import (
+    SparkSettings,
+    engine_info,
+    java_version,
+    parse_conf,
+    resolve_java_home,
+)
+from tests.helpers import ROOT
+
+
+def test_settings_from_environment():
+    settings = SparkSettings.from_env(
+        {
+            "SPARK_MASTER": "spark://10.0.0.5:7077",
+            "SPARK_DRIVER_MEMORY": "2g",
+            "SPARK_CONF": "spark.sql.shuffle.partitions=8; spark.executor.memory=2g",
+        }
+    )
+    assert settings.master == "spark://10.0.0.5:7077" and settings.mode == "cluster"
+    assert settings.driver_memory == "2g"
+    assert settings.extra_conf == {
+        "spark.sql.shuffle.partitions": "8",
+        "spark.executor.memory": "2g",
+    }
+    assert SparkSettings.from_env({}).mode == "local"
+    assert SparkSettings.from_env({"SPARK_REMOTE": "sc://h:15002"}).mode == "connect"
+
+
+def test_bad_extra_setting_is_explained():
+    with pytest.raises(EngineError, match="spark.name=value"):
+        parse_conf("shuffle=8")
+
+
+def test_no_java_anywhere_is_one_clear_error(tmp_path):
+    with pytest.raises(EngineError) as caught:
+        resolve_java_home({"PATH": str(tmp_path)}, allow_bundled=False)
+    assert "Java 17 or newer" in str(caught.value) and "apt-get install" in str(caught.value)
+
+
+def test_bundled_runtime_from_pypi_is_used_when_the_system_has_none(tmp_path):
+    home = resolve_java_home({"PATH": str(tmp_path)})
+    assert (java_version(os.path.join(home, "bin", "java")) or 0) >= 17
+
+
+def test_spark_starts_on_the_pypi_java_alone(tmp_path):
+    """A fresh process with no system Java on PATH still gets a working engine."""
+    no_java = tmp_path / "bin"  # every system command but java
+    no_java.mkdir()
+    for folder in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for entry in os.scandir(folder) if os.path.isdir(folder) else ():
+            target = no_java / entry.name
+            if not entry.name.startswith("java") and not target.exists():
+                target.symlink_to(entry.path)
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    env["PATH"] = f"{os.path.dirname(sys.executable)}:{no_java}"
+    assert not shutil.which("java", path=env["PATH"])
+    code = (
+        "from segmentation.session import get_spark, engine_info\n"
+        "s = get_spark(); print('rows', s.range(5).count(), engine_info(s)['java_version'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=240
+    )
+    assert "rows 5" in done.stdout, done.stderr[-2000:]
+
+
+def test_engine_info_names_mode_and_versions(spark):
+    info = engine_info(spark)
+    assert info["mode"] == "local" and info["master"].startswith("local")
+    assert info["spark_version"].startswith("4.") and info["java_version"]

@@ -1,0 +1,125 @@
+"""Validation: the mapping used, per-column findings, and every error that blocks clustering."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from segmentation.errors import InputError
+from segmentation.reading import read_table
+from segmentation.validation import closest_columns, detect_mapping, validate
+from tests.helpers import SAMPLE, write_text
+
+
+def report_for(spark, tmp_path, text, k=2, features=None, overrides=None):
+    path = write_text(tmp_path / "in.csv", text)
+    return validate(read_table(spark, str(path)), k, features, overrides)
+
+
+def test_aliases_map_case_and_space_insensitively():
+    mapping = detect_mapping(
+        ["customer_id", "AGE", "Total Spend", "days_since_last_order", "orders"]
+    )
+    assert mapping == {
+        "customer_id": "customer_id",
+        "age": "AGE",
+        "spend": "Total Spend",
+        "recency": "days_since_last_order",
+        "frequency": "orders",
+    }
+    assert detect_mapping(["id", "monetary", "num_purchases"])["frequency"] == "num_purchases"
+
+
+def test_overrides_win_over_detection():
+    mapping = detect_mapping(["amount", "revenue"], {"spend": "revenue"})
+    assert mapping == {"spend": "revenue"}
+
+
+def test_near_miss_names_are_offered():
+    assert closest_columns("Spend", ["Age", "Spendings", "Region"])[0] == "Spendings"
+
+
+def test_clean_sample_has_no_problems(spark):
+    report = validate(read_table(spark, str(SAMPLE)), 3)
+    assert report.ok and not report.warnings
+    assert report.rows == 30
+    assert report.features == ["Age", "Spend", "Recency", "Frequency"]
+    assert report.categorical == ["Category", "Region"]
+    assert report.id_column == "CustomerID"
+    spend = sorted(pd.read_csv(SAMPLE)["Spend"])
+    assert report.profiles["Spend"].median == spend[14]  # the lower middle of 30 values
+
+
+def test_missing_default_column_is_an_error_with_the_closest_name(spark, tmp_path):
+    report = report_for(spark, tmp_path, "Age,Spendings,Recency,Frequency\n1,2,3,4\n2,3,4,5\n")
+    assert not report.ok
+    (error,) = report.errors
+    assert "'Spend'" in error.message and "'Spendings'" in error.message
+    with pytest.raises(InputError, match="Did you mean 'Spendings'"):
+        report.raise_for_errors()
+
+
+def test_fewer_rows_than_k(spark, tmp_path):
+    report = report_for(spark, tmp_path, "Age,Spend,Recency,Frequency\n1,2,3,4\n2,3,4,5\n", k=3)
+    assert any("fewer than the 3 segments" in p.message for p in report.errors)
+
+
+def test_header_only(spark, tmp_path):
+    report = report_for(spark, tmp_path, "Age,Spend,Recency,Frequency\n")
+    assert [p.message for p in report.errors] == [
+        "The file has a header but no customer rows. Export the table again with its data."
+    ]
+
+
+def test_text_feature_is_refused_with_examples(spark, tmp_path):
+    text = "Age,Spend,Region\n1,2,North\n2,3,South\n3,4,East\n"
+    report = report_for(spark, tmp_path, text, features=["Age", "Region"])
+    (error,) = report.errors
+    assert "'Region' holds text" in error.message and "'North'" in error.message
+
+
+def test_no_usable_numeric_feature(spark, tmp_path):
+    text = "Name,Spend\nann,5\nbob,5\ncid,5\n"
+    report = report_for(spark, tmp_path, text, features=["Spend"])
+    assert any("No feature varies" in p.message for p in report.errors)
+
+
+def test_unknown_feature_is_an_error(spark, tmp_path):
+    report = report_for(spark, tmp_path, "Age,Spend\n1,2\n2,3\n", features=["Income"])
+    assert "No 'Income' column" in report.errors[0].message
+
+
+def test_warnings_for_what_will_be_repaired(spark, tmp_path):
+    text = (
+        "CustomerID,Age,Spend,Recency,Frequency,Store\n"
+        "C1,30,100,10,3,1\n"
+        "C2,,abc,20,4,1\n"
+        "C2,50,-20,N/A,5,1\n"
+        'C4,60,"$1,200.00",40,6,1\n'
+    )
+    report = report_for(
+        spark, tmp_path, text, features=["Age", "Spend", "Recency", "Frequency", "Store"]
+    )
+    assert report.ok
+    messages = " | ".join(p.message for p in report.warnings)
+    assert "1 value in 'Spend' is not a number (e.g. 'abc' for customer C2)" in messages
+    assert "1 missing value in 'Age' will be filled with the median" in messages
+    assert "1 missing value in 'Recency'" in messages
+    assert "1 negative value in 'Spend' (lowest -20)" in messages
+    assert "'Store' has the same value (1) for every customer" in messages
+    assert "1 customer id in 'CustomerID' appear" in messages and "'C2' ×2" in messages
+    assert report.features == ["Age", "Spend", "Recency", "Frequency"]
+    assert report.profiles["Spend"].maximum == 1200
+
+
+def test_all_missing_feature_column(spark, tmp_path):
+    text = "Age,Spend\n,1\n,2\n,3\n"
+    report = report_for(spark, tmp_path, text, features=["Age", "Spend"])
+    assert any("'Age' has no values at all" in p.message for p in report.errors)
+
+
+def test_report_table_rows_name_roles(spark):
+    report = validate(read_table(spark, str(SAMPLE)), 3)
+    rows = {r["column"]: r for r in report.column_rows()}
+    assert rows["Spend"]["role"] == "Spend" and rows["Spend"]["type"] == "numeric"
+    assert rows["Region"]["type"] == "text"
