@@ -84,7 +84,7 @@ ALIASES = {
     ),
 }
 MAX_CATEGORIES = 50
-NUMERIC_SHARE = 0.9  # a column is numeric when at least this share of its values are numbers
+NUMERIC_SHARE = 0.5  # a column is numeric when most of its values are numbers (the rest: warned)
 
 
 def normalise(name: str) -> str:
@@ -337,8 +337,8 @@ def validate(
     rows = stats["__rows"]
     profiles: dict[str, ColumnProfile] = {}
     for i, column in enumerate(columns):
-        present = rows - stats[f"m{i}"]
-        non_numeric = stats[f"x{i}"]
+        present = rows - (stats[f"m{i}"] or 0)  # sums over no rows are null
+        non_numeric = stats[f"x{i}"] or 0
         if present == 0:
             kind = "empty"
         elif non_numeric <= (1 - NUMERIC_SHARE) * present:
@@ -349,9 +349,9 @@ def validate(
         profiles[column] = ColumnProfile(
             name=column,
             kind=kind,
-            missing=stats[f"m{i}"],
+            missing=stats[f"m{i}"] or 0,
             non_numeric=non_numeric,
-            negatives=stats[f"n{i}"],
+            negatives=stats[f"n{i}"] or 0,
             minimum=stats[f"lo{i}"],
             maximum=stats[f"hi{i}"],
             distinct=stats[f"d{i}"],

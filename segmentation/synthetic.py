@@ -1,0 +1,338 @@
+"""Synthetic customers with known segments: sample data, tests and benchmarks at any size.
+
+Each latent segment is an RFM archetype (champions, hibernating, new customers, big spenders,
+...). Rows are generated in fixed blocks, each seeded from (seed, block number), so a table is
+the same whether it is built in memory or written in chunks of any size.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FEATURES = ("Age", "Spend", "Recency", "Frequency")
+CATEGORIES = ("Electronics", "Fashion", "Home & Garden", "Beauty", "Sports")
+REGIONS = ("North", "South", "East", "West")
+AGE_RANGE = (18, 85)
+ID_DIGITS = 7
+
+# Rows per generator block; part of the data's definition, so changing it changes every table.
+_BLOCK_ROWS = 1 << 16
+
+
+@dataclass(frozen=True)
+class Archetype:
+    """One latent segment: where its customers sit on each feature and what they buy where."""
+
+    name: str
+    share: float  # relative size of the segment
+    age_mean: float
+    age_sd: float
+    spend_median: float  # Spend is log-normal around this median
+    spend_sigma: float
+    recency_mean: float  # Recency is gamma distributed (days)
+    recency_shape: float
+    extra_orders: float  # Frequency = 1 + Poisson(extra_orders), capped at max_orders
+    max_orders: int
+    category_mix: tuple[float, ...]  # over CATEGORIES
+    region_mix: tuple[float, ...]  # over REGIONS
+
+
+# The first four are the classic RFM archetypes; `segments=k` uses the first k. Means and
+# spreads are chosen so the segments stay apart both after log1p(Spend) and on raw, capped
+# Spend, since the pipeline's default does not log-transform.
+ARCHETYPES: tuple[Archetype, ...] = (
+    Archetype(
+        "Champions", 0.20, 36, 5, 2400, 0.20, 7, 3, 24, 10_000,
+        (0.35, 0.15, 0.20, 0.10, 0.20), (0.30, 0.20, 0.25, 0.25),
+    ),
+    Archetype(
+        "Hibernating", 0.30, 60, 6, 110, 0.35, 330, 60, 1.0, 10_000,
+        (0.15, 0.20, 0.35, 0.15, 0.15), (0.20, 0.35, 0.20, 0.25),
+    ),
+    Archetype(
+        "New customers", 0.25, 25, 4, 60, 0.35, 5, 2, 0.4, 2,
+        (0.15, 0.35, 0.10, 0.30, 0.10), (0.25, 0.25, 0.30, 0.20),
+    ),
+    Archetype(
+        "Big spenders", 0.25, 52, 5, 7000, 0.16, 75, 16, 7, 10_000,
+        (0.45, 0.20, 0.25, 0.05, 0.05), (0.25, 0.15, 0.25, 0.35),
+    ),
+    Archetype(
+        "At risk", 0.15, 45, 4, 900, 0.20, 180, 36, 12, 10_000,
+        (0.20, 0.25, 0.25, 0.15, 0.15), (0.25, 0.25, 0.25, 0.25),
+    ),
+    Archetype(
+        "Potential loyalists", 0.15, 34, 4, 400, 0.25, 35, 9, 9, 10_000,
+        (0.20, 0.30, 0.10, 0.25, 0.15), (0.30, 0.20, 0.20, 0.30),
+    ),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Params:
+    """Per-segment distribution parameters as arrays, after applying `separation`."""
+
+    cumulative_share: np.ndarray
+    age_mean: np.ndarray
+    age_sd: np.ndarray
+    log_spend: np.ndarray
+    spend_sigma: np.ndarray
+    recency_shape: np.ndarray
+    recency_scale: np.ndarray
+    extra_orders: np.ndarray
+    orders_spread: float  # 1 keeps Frequency Poisson; below 1 squeezes it around its mean
+    max_orders: np.ndarray
+    category_cdf: np.ndarray
+    region_cdf: np.ndarray
+
+
+def _params(segments: int, separation: float) -> _Params:
+    """Distribution parameters of the first `segments` archetypes at this separation.
+
+    Below 1 the segment centres move towards their common centre (all equal at 0); above 1
+    the centres stay and each segment's spread shrinks by 1/separation. Moving centres apart
+    instead would blow Spend up exponentially and leave it the only feature that matters.
+    """
+    if not 1 <= segments <= len(ARCHETYPES):
+        raise ValueError(f"segments must be between 1 and {len(ARCHETYPES)}, got {segments}.")
+    if separation < 0:
+        raise ValueError(f"separation must be >= 0, got {separation}.")
+    chosen = ARCHETYPES[:segments]
+    pull, tighten = min(separation, 1.0), max(separation, 1.0)
+
+    def column(name: str) -> np.ndarray:
+        return np.array([getattr(a, name) for a in chosen], dtype=float)
+
+    share = column("share") / column("share").sum()
+
+    def towards_centre(location: np.ndarray) -> np.ndarray:
+        centre = share @ location
+        return centre + pull * (location - centre)
+
+    # Skewed features move in log space so they stay positive. A gamma's relative spread is
+    # 1/sqrt(shape), hence shape * tighten**2.
+    recency_shape = column("recency_shape") * tighten**2
+    recency_mean = np.exp(towards_centre(np.log(column("recency_mean"))))
+    return _Params(
+        cumulative_share=np.cumsum(share),
+        age_mean=towards_centre(column("age_mean")),
+        age_sd=column("age_sd") / tighten,
+        log_spend=towards_centre(np.log(column("spend_median"))),
+        spend_sigma=column("spend_sigma") / tighten,
+        recency_shape=recency_shape,
+        recency_scale=recency_mean / recency_shape,
+        extra_orders=np.exp(towards_centre(np.log(column("extra_orders")))),
+        orders_spread=1.0 / tighten,
+        max_orders=column("max_orders"),
+        category_cdf=np.cumsum([a.category_mix for a in chosen], axis=1),
+        region_cdf=np.cumsum([a.region_mix for a in chosen], axis=1),
+    )
+
+
+def _pick(cdf: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draw of one category per row, each row with its own cumulative mix."""
+    codes = (uniform[:, None] >= cdf[:, :-1]).sum(axis=1)
+    return codes.astype(np.int8)
+
+
+def _block(index: int, seed: int, params: _Params, missing_rate: float) -> dict[str, np.ndarray]:
+    """All columns of one full block; draws always happen in the same order and sizes."""
+    rng = np.random.default_rng([seed, index])
+    n = _BLOCK_ROWS
+    segment = np.searchsorted(params.cumulative_share, rng.random(n), side="right")
+    segment = np.minimum(segment, len(params.cumulative_share) - 1)
+
+    age = params.age_mean[segment] + params.age_sd[segment] * rng.standard_normal(n)
+    age = np.clip(np.rint(age), *AGE_RANGE)
+    spend = np.exp(params.log_spend[segment] + params.spend_sigma[segment] * rng.standard_normal(n))
+    spend = np.maximum(np.round(spend, 2), 0.01)
+    recency = np.floor(rng.gamma(params.recency_shape[segment], params.recency_scale[segment]))
+    extra = params.extra_orders[segment]
+    extra = extra + (rng.poisson(extra) - extra) * params.orders_spread
+    frequency = 1 + np.clip(np.rint(extra), 0, params.max_orders[segment] - 1)
+    category = _pick(params.category_cdf[segment], rng.random(n))
+    region = _pick(params.region_cdf[segment], rng.random(n))
+
+    missing = rng.random((len(FEATURES), n)) < missing_rate
+    values = dict(zip(FEATURES, (age, spend, recency, frequency), strict=True))
+    for row, name in enumerate(FEATURES):
+        values[name][missing[row]] = np.nan
+    return {"segment": segment, **values, "Category": category, "Region": region}
+
+
+def _columns(
+    start: int, stop: int, seed: int, params: _Params, missing_rate: float
+) -> dict[str, np.ndarray]:
+    """Columns for rows [start, stop), copied out of the blocks that cover them."""
+    columns: dict[str, np.ndarray] = {}
+    first = start // _BLOCK_ROWS
+    last = (stop - 1) // _BLOCK_ROWS if stop > start else first
+    for index in range(first, last + 1):
+        block = _block(index, seed, params, missing_rate)
+        if not columns:  # preallocate: no second copy of a 10M-row table while concatenating
+            columns = {name: np.empty(stop - start, values.dtype) for name, values in block.items()}
+        lo = max(start - index * _BLOCK_ROWS, 0)
+        hi = min(stop - index * _BLOCK_ROWS, _BLOCK_ROWS)
+        at = index * _BLOCK_ROWS + lo - start
+        for name, values in block.items():
+            columns[name][at : at + hi - lo] = values[lo:hi]
+    return columns
+
+
+def _customer_ids(start: int, stop: int, digits: int):
+    """IDs "C0000001", ... built as one Arrow buffer: no Python string per row."""
+    import pyarrow as pa
+
+    count = stop - start
+    numbers = np.arange(start + 1, stop + 1, dtype=np.int64)
+    width = digits + 1
+    text = np.empty((count, width), dtype=np.uint8)
+    text[:, 0] = ord("C")
+    for place in range(digits):
+        text[:, width - 1 - place] = ord("0") + (numbers // 10**place) % 10
+    offsets = np.arange(0, count * width + 1, width, dtype=np.int64)
+    array = pa.Array.from_buffers(
+        pa.large_string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(text)]
+    )
+    return pd.array(array.cast(pa.string()), dtype=pd.StringDtype("pyarrow"))
+
+
+def _frame(columns: dict[str, np.ndarray], ids, categorical: bool) -> pd.DataFrame:
+    """The customer table the analyst sees; integer features are nullable so NaN stays empty."""
+    table = pd.DataFrame(
+        {
+            "CustomerID": ids,
+            "Age": pd.array(columns["Age"], dtype="Int64"),
+            "Spend": columns["Spend"],
+            "Recency": pd.array(columns["Recency"], dtype="Int64"),
+            "Frequency": pd.array(columns["Frequency"], dtype="Int64"),
+        },
+        copy=False,
+    )
+    if categorical:
+        table["Category"] = pd.Categorical.from_codes(columns["Category"], CATEGORIES)
+        table["Region"] = pd.Categorical.from_codes(columns["Region"], REGIONS)
+    return table
+
+
+def _id_digits(n: int) -> int:
+    return max(ID_DIGITS, len(str(n)))
+
+
+def _check(n: int, missing_rate: float) -> None:
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}.")
+    if not 0 <= missing_rate <= 1:
+        raise ValueError(f"missing_rate must be between 0 and 1, got {missing_rate}.")
+
+
+def make_customers(
+    n: int,
+    segments: int = 4,
+    seed: int = 0,
+    separation: float = 1.0,
+    missing_rate: float = 0.01,
+    categorical: bool = True,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """A customer table with known segments, to check that segmentation finds them.
+
+    Returns the table (CustomerID, Age, Spend, Recency, Frequency[, Category, Region]) and
+    each row's latent segment (0..segments-1, in ARCHETYPES order). Age, Recency and
+    Frequency are nullable Int64 so missing values stay missing rather than becoming floats.
+    """
+    _check(n, missing_rate)
+    params = _params(segments, separation)
+    columns = _columns(0, n, seed, params, missing_rate)
+    table = _frame(columns, _customer_ids(0, n, _id_digits(n)), categorical)
+    return table, columns["segment"]
+
+
+def _options(
+    separation: float = 1.0, missing_rate: float = 0.01, categorical: bool = True
+) -> tuple[float, float, bool]:
+    """make_customers' remaining options, so write_customers rejects a misspelt one."""
+    return separation, missing_rate, categorical
+
+
+def _file_kind(path: Path) -> str:
+    name = path.name.lower()
+    for kind in ("parquet", "csv.gz", "csv"):
+        if name.endswith("." + kind):
+            return kind
+    raise ValueError(f"Cannot tell the format of {path.name}: use .csv, .csv.gz or .parquet.")
+
+
+def write_customers(
+    path: str | os.PathLike,
+    n: int,
+    *,
+    segments: int = 4,
+    seed: int = 0,
+    chunk_rows: int = 1_000_000,
+    **kwargs,
+) -> np.ndarray:
+    """Write make_customers' table to CSV, gzip CSV or Parquet in chunks; return the segments.
+
+    The format follows the suffix (.csv, .csv.gz, .parquet); kwargs are make_customers'
+    separation, missing_rate and categorical. Only one chunk is in memory at a time, and the
+    file holds exactly the rows make_customers(n, segments, seed, ...) returns, whatever
+    chunk_rows is. The file appears complete or not at all (written aside, then renamed).
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    separation, missing_rate, categorical = _options(**kwargs)
+    _check(n, missing_rate)
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}.")
+    path = Path(path)
+    kind = _file_kind(path)
+    params = _params(segments, separation)
+    digits = _id_digits(n)
+    partial = path.with_name(path.name + ".partial")
+
+    segment_parts: list[np.ndarray] = []
+    writer = sink = None
+    try:
+        for start in range(0, max(n, 1), chunk_rows):
+            stop = min(start + chunk_rows, n)
+            columns = _columns(start, stop, seed, params, missing_rate)
+            segment_parts.append(columns["segment"])
+            frame = _frame(columns, _customer_ids(start, stop, digits), categorical)
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if kind == "parquet":
+                writer = writer or pq.ParquetWriter(partial, table.schema)
+            else:
+                # CSV has no dictionaries: plain strings, unquoted since no value holds a comma.
+                table = table.cast(
+                    pa.schema(
+                        pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f
+                        for f in table.schema
+                    )
+                )
+                if writer is None:
+                    sink = pa.OSFile(str(partial), "wb")
+                    if kind == "csv.gz":
+                        sink = pa.CompressedOutputStream(sink, "gzip")
+                    # Arrow always quotes header names; write the plain header ourselves.
+                    sink.write((",".join(table.column_names) + "\n").encode())
+                    options = pa_csv.WriteOptions(include_header=False, quoting_style="none")
+                    writer = pa_csv.CSVWriter(sink, table.schema, write_options=options)
+            writer.write_table(table)
+        writer.close()
+        if sink is not None:
+            sink.close()
+        os.replace(partial, path)
+    except BaseException:
+        for handle in (writer, sink):
+            if handle is not None:
+                handle.close()
+        partial.unlink(missing_ok=True)
+        raise
+    return np.concatenate(segment_parts)
