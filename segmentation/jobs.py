@@ -18,7 +18,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -279,6 +279,22 @@ class JobStore:
             raise
         log.info("saved upload %r as %s", original_name, target.name)
         return target
+
+    def save_table(self, data: bytes | BinaryIO, original_name: str) -> Path:
+        """Keep an uploaded table under the suffix its content needs (Spark picks gzip by suffix).
+
+        A file that is not a table (empty, binary, a spreadsheet) is refused and not kept.
+        """
+        from segmentation.reading import storage_suffix
+
+        path = self.save_upload(data, original_name, suffix=".upload")
+        try:
+            fixed = path.with_suffix(storage_suffix(str(path)))
+        except InputError:
+            path.unlink(missing_ok=True)
+            raise
+        path.rename(fixed)
+        return fixed
 
     def result_dir(self, job_id: str) -> Path:
         """Where a job's results go (not created: the pipeline refuses to overwrite a folder)."""
@@ -776,3 +792,20 @@ def run_pipeline_job(store: JobStore, spark_provider: Callable[[], Any]) -> Work
         return JobOutcome(out_dir, summary, dict(manifest.get("timings", {})))
 
     return work
+
+
+def stage_durations(
+    messages: Sequence[JobMessage], until: datetime | None = None
+) -> dict[str, float]:
+    """Seconds spent in each pipeline stage, from the first message of one stage to the next's."""
+    firsts: dict[str, datetime] = {}
+    for message in messages:
+        firsts.setdefault(message.stage, message.ts)
+    ordered = sorted(firsts.items(), key=lambda item: item[1])
+    durations = {}
+    for (stage, start), (_, end) in zip(ordered, ordered[1:], strict=False):
+        durations[stage] = (end - start).total_seconds()
+    if ordered and until is not None:
+        stage, start = ordered[-1]
+        durations[stage] = (until - start).total_seconds()
+    return durations

@@ -15,9 +15,10 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
@@ -161,6 +162,7 @@ class Results:
     segments: pd.DataFrame
     sample: pd.DataFrame
     mix: pd.DataFrame
+    renamed: dict[int, str] = field(default_factory=dict)
 
     @property
     def features(self) -> list[str]:
@@ -183,7 +185,40 @@ class Results:
         sample["segment_name"] = sample["segment"].map(
             dict(zip(segments["segment"], segments["name"], strict=True))
         )
-        return Results(self.out_dir, self.manifest, segments, sample, self.mix)
+        return Results(self.out_dir, self.manifest, segments, sample, self.mix, rename)
+
+    def profile_table(self) -> pd.DataFrame:
+        """The segments table as the analyst reads it: one row per segment, figures per feature."""
+        table = pd.DataFrame(
+            {
+                "segment": self.segments["segment"],
+                "name": self.segments["name"],
+                "customers": self.segments["size"],
+                "share": (self.segments["share"] * 100).round(1),
+            }
+        )
+        for feature in self.features:
+            for stat in ("mean", "median", "min", "max"):
+                table[f"{feature} {stat}"] = self.segments[f"{feature}_{stat}"].round(2)
+        for column in self.segments.columns:
+            if column.endswith("_top"):
+                table[f"top {column[:-4]}"] = self.segments[column]
+        return table
+
+    def write_customers(self, target: BinaryIO) -> None:
+        """Stream customers.csv to `target`, with the analyst's segment names if any were edited."""
+        source = self.out_dir / CUSTOMERS
+        if not self.renamed:
+            with open(source, "rb") as fh:
+                shutil.copyfileobj(fh, target)
+            return
+        chunks = pd.read_csv(source, dtype=str, keep_default_na=False, chunksize=200_000)
+        for number, chunk in enumerate(chunks):
+            chunk["segment_name"] = [
+                self.renamed.get(int(s), n) if s else n
+                for s, n in zip(chunk["segment"], chunk["segment_name"], strict=True)
+            ]
+            target.write(chunk.to_csv(index=False, header=number == 0).encode("utf-8"))
 
 
 def load_results(out_dir: str | Path) -> Results:

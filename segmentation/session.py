@@ -245,3 +245,34 @@ def engine_info(spark) -> dict[str, str]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+class EngineStarter:
+    """Starts the SparkSession in a background thread so the app's first page is interactive at once."""
+
+    def __init__(self, settings: SparkSettings | None = None) -> None:
+        self.settings = settings or SparkSettings.from_env()
+        self.state = "starting"  # then "ready" or "error"
+        self.error = ""
+        self.info: dict[str, str] = {}
+        self._done = threading.Event()
+        threading.Thread(target=self._start, name="spark-starter", daemon=True).start()
+
+    def _start(self) -> None:
+        try:
+            self.info = engine_info(get_spark(self.settings))
+            self.state = "ready"
+        except Exception as exc:  # shown in the sidebar with what to do
+            self.error = str(exc) if isinstance(exc, EngineError) else _first_line(exc)
+            self.state = "error"
+            log.exception("Spark did not start")
+        finally:
+            self._done.set()
+
+    def session(self, timeout: float | None = None):
+        """The SparkSession once started (waits for it); raises EngineError if it cannot start."""
+        if not self._done.wait(timeout):
+            raise EngineError("The Spark engine is still starting.", hint="Try again in a moment.")
+        if self.state == "error":
+            raise EngineError(self.error)
+        return get_spark(self.settings)

@@ -1,0 +1,23 @@
+"""Customer Segmentation Dashboard: the router and the shared frame (page config, sidebar status)."""
+
+import streamlit as st
+
+import ui
+
+st.set_page_config(page_title="Customer Segmentation", page_icon=":material/groups:", layout="wide")
+
+page = st.navigation(
+    [
+        st.Page(ui.HOME, title="Home", icon=":material/home:", default=True),
+        st.Page(ui.UPLOAD, title="Upload", icon=":material/upload:"),
+        st.Page(ui.MONITOR, title="Job Monitor", icon=":material/monitoring:"),
+        st.Page(ui.RESULTS, title="Results", icon=":material/groups:"),
+        st.Page(ui.VISUALIZATION, title="Visualization", icon=":material/insights:"),
+        st.Page(ui.ABOUT, title="About", icon=":material/info:"),
+    ]
+)
+
+with st.sidebar:
+    ui.engine_status()
+
+page.run()

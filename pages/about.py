@@ -1,0 +1,72 @@
+"""About: the method, the metrics, the technology (versions read now) and data handling."""
+
+import platform
+from importlib.metadata import version
+
+import streamlit as st
+
+import ui
+from segmentation.jobs import workspace_dir
+from segmentation.pipeline import STAGES
+
+st.title("About")
+st.markdown(
+    "This dashboard groups customers into segments with **KMeans clustering on Apache Spark**, "
+    "names them in RFM terms (recency, frequency, monetary value) and shows what sets each apart."
+)
+
+st.subheader("Method")
+st.markdown(
+    f"A job runs these stages: {' → '.join(STAGES)}.\n\n"
+    "- **Validating**: one pass over the data counts rows, missing and non-numeric values, "
+    "negatives, constant columns and duplicate customer ids; problems that make clustering "
+    "impossible stop the job with a message, the rest are repaired and reported.\n"
+    "- **Preprocessing**: missing values are filled with the column median; outliers outside the "
+    "IQR fences (Q1 − 1.5·IQR, Q3 + 1.5·IQR) are capped (or removed, or kept, as chosen); "
+    "skewed money columns can be log-transformed.\n"
+    "- **Scaling**: every feature is standardized to mean 0 and standard deviation 1, so no "
+    "feature dominates because of its unit.\n"
+    "- **Clustering**: Spark ML KMeans (k-means|| initialisation, fixed seed: the same data, seed "
+    "and k always give the same segments). Segments are numbered by descending mean spend.\n"
+    "- **Profiling**: per segment the mean, median, minimum and maximum of each feature, the "
+    "centroid's z-scores, the most common categories, and a name with the reason for it."
+)
+st.subheader("Quality figures")
+st.markdown(
+    "- **Silhouette** (−1 to 1, higher is better): how much closer customers are to their own "
+    "segment than to the nearest other one. Computed by Spark's ClusteringEvaluator over every "
+    "customer with *squared* Euclidean distance, so it reads higher than the Euclidean version.\n"
+    "- **Calinski–Harabasz** (higher is better): spread between segments relative to the spread "
+    "within them.\n"
+    "- **Davies–Bouldin** (0 and up, lower is better): how similar each segment is to its closest "
+    "neighbour.\n"
+    "- **Within-cluster sum of squares**: the total squared distance of customers to their "
+    "segment's centre; it always falls as k grows.\n\n"
+    "Spark has no Calinski–Harabasz or Davies–Bouldin; they are computed in Spark from "
+    "per-segment aggregates and agree with scikit-learn's. No figure is ever estimated or made up: "
+    "when one cannot be computed (e.g. a single segment) it shows as n/a."
+)
+
+st.subheader("Technology")
+engine = ui.services().engine
+info = engine.info if engine.state == "ready" else {}
+packages = ["streamlit", "pyspark", "pandas", "pyarrow", "plotly", "scikit-learn"]
+st.dataframe(
+    [{"component": "Python", "version": platform.python_version()}]
+    + [{"component": name, "version": version(name)} for name in packages]
+    + [
+        {"component": "Spark (engine)", "version": info.get("spark_version", engine.state)},
+        {"component": "Java", "version": info.get("java_version", engine.state)},
+        {"component": "Runs on", "version": f"{info.get('mode', '?')} · {info.get('master', '?')}"},
+    ],
+    hide_index=True,
+)
+
+st.subheader("Your data")
+st.markdown(
+    f"Uploaded files and results are kept on this server in the workspace folder "
+    f"`{workspace_dir()}` (set `SEGMENTATION_HOME` to move it): uploads under generated names in "
+    "`uploads/`, each job's results in `results/<job id>/`, the job history in `jobs.sqlite3`. "
+    "They stay until you delete the job on the Job Monitor page, which removes its results and "
+    "its uploaded file."
+)

@@ -1,0 +1,85 @@
+"""Results: quality figures, a card per segment, the profile table, names to edit, downloads."""
+
+import json
+
+import streamlit as st
+
+import ui
+from segmentation.results import CUSTOMERS, SEGMENTS
+
+st.title("Segmentation results")
+job = ui.pick_finished_job("results-job")
+if job is None:
+    st.stop()
+results = ui.results_of(job)
+manifest = results.manifest
+metrics = manifest["metrics"]
+
+cols = st.columns(5)
+cols[0].metric("Customers", f"{manifest['rows_out']:,}")
+cols[1].metric("Segments", len(results.segments))
+cols[2].metric(
+    "Silhouette",
+    ui.fmt(metrics["silhouette"]),
+    help="Squared Euclidean silhouette over every customer, −1 to 1: higher means "
+    "customers sit closer to their own segment than to the next one.",
+)
+cols[3].metric(
+    "Calinski–Harabasz",
+    ui.fmt(metrics["calinski_harabasz"], 1),
+    help="Between- vs within-segment spread; higher is better.",
+)
+cols[4].metric(
+    "Davies–Bouldin",
+    ui.fmt(metrics["davies_bouldin"]),
+    help="Average similarity of each segment to its closest one; lower is better.",
+)
+for note in manifest["repairs"]["notes"]:
+    st.info(ui.plain(note))
+
+st.subheader("Segments")
+cards = st.columns(min(4, len(results.segments)))
+for index, segment in enumerate(results.segments.itertuples()):
+    with cards[index % len(cards)].container(border=True):
+        st.markdown(f"**{segment.segment} · {ui.plain(segment.name)}**")
+        st.markdown(f"{segment.size:,} customers · {segment.share:.0%}")
+        st.caption(ui.plain(segment.reason))
+
+with st.expander("Rename segments"), st.form("names"):
+    names = {
+        int(row.segment): st.text_input(f"Segment {row.segment}", value=row.name, max_chars=60)
+        for row in results.segments.itertuples()
+    }
+    if st.form_submit_button("Save names"):
+        ui.services().store.set_segment_names(job.id, names)
+        st.rerun()
+
+st.subheader("Profiles")
+st.caption("Feature values after cleaning (missing values filled, outliers treated), per segment.")
+st.dataframe(results.profile_table(), hide_index=True)
+
+st.subheader("Downloads")
+left, middle, right = st.columns(3)
+out = results.out_dir
+left.download_button(
+    "Customers with segments (CSV)",
+    data=lambda: ui.customers_csv(results),
+    file_name=f"customers-segments-{job.id[:6]}.csv",
+    mime="text/csv",
+    icon=":material/download:",
+)
+middle.download_button(
+    "Segment profiles (CSV)",
+    data=results.segments.to_csv(index=False),
+    file_name=f"segments-{job.id[:6]}.csv",
+    mime="text/csv",
+    icon=":material/download:",
+)
+right.download_button(
+    "Manifest (JSON)",
+    data=json.dumps(manifest, indent=2),
+    file_name=f"manifest-{job.id[:6]}.json",
+    mime="application/json",
+    icon=":material/download:",
+)
+st.caption(ui.plain(f"Files of this run: {out / CUSTOMERS}, {out / SEGMENTS}"))

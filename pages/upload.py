@@ -1,0 +1,113 @@
+"""Upload: a customer table in, a validation report out, then the job's settings and Start."""
+
+import streamlit as st
+
+import ui
+from segmentation.errors import SegmentationError
+from segmentation.pipeline import MAX_K, MIN_K, OUTLIER_POLICIES, SegmentationParams
+from segmentation.validation import DEFAULT_FEATURE_ROLES, ROLE_LABELS
+
+NO_COLUMN = "— none —"
+OUTLIER_HELP = {
+    "cap": "Cap at the IQR fences (Q1 − 1.5·IQR, Q3 + 1.5·IQR): keeps every customer",
+    "remove": "Drop customers outside the fences",
+    "none": "Leave values as they are",
+}
+
+st.title("Upload customer data")
+limit = st.get_option("server.maxUploadSize")
+st.markdown(
+    f"One row per customer, as **CSV** (comma, semicolon or tab separated; may be "
+    f"gzip-compressed) or **Parquet**, up to **{limit} MB**. Columns Age, Spend, Recency and "
+    "Frequency are found under common names (e.g. `total_spend`, `days_since_last_order`); "
+    "other columns such as Category or Region are kept and profiled."
+)
+uploaded = st.file_uploader("Customer table", type=["csv", "gz", "parquet", "txt", "tsv"])
+if uploaded is None:
+    st.stop()
+
+try:
+    path = ui.saved_upload(uploaded)
+    base = ui.validation(path, MIN_K, None, ())
+except SegmentationError as error:
+    st.error(ui.plain(str(error)), icon=":material/error:")
+    st.stop()
+
+st.subheader("Columns")
+st.caption(ui.plain(f"{base.rows:,} rows · {len(base.columns)} columns · {base.source}"))
+detected = base.mapping
+role_columns = st.columns(len(ROLE_LABELS))
+overrides = {}
+for slot, (role, label) in zip(role_columns, ROLE_LABELS.items(), strict=True):
+    options = [NO_COLUMN, *base.columns]
+    chosen = slot.selectbox(
+        label, options, index=options.index(detected.get(role, NO_COLUMN)), key=f"role-{role}"
+    )
+    if chosen != detected.get(role, NO_COLUMN):
+        overrides[role] = "" if chosen == NO_COLUMN else chosen
+mapping = {**detected, **overrides}
+numeric = [c for c in base.numeric_columns if c != mapping.get("customer_id")]
+defaults = [mapping[r] for r in DEFAULT_FEATURE_ROLES if mapping.get(r) in numeric]
+for problem in base.errors:
+    if problem.column in {ROLE_LABELS[r] for r in DEFAULT_FEATURE_ROLES}:
+        st.info(ui.plain(problem.message), icon=":material/help:")
+
+st.subheader("Segmentation settings")
+with st.container(border=True):
+    features = st.multiselect(
+        "Features to segment on",
+        numeric,
+        default=defaults,
+        help="Numeric columns; customers are grouped by these.",
+    )
+    left, middle, right = st.columns(3)
+    k = left.slider("Number of segments (k)", MIN_K, min(MAX_K, max(MIN_K, base.rows)), 4)
+    outliers = middle.radio("Outliers", OUTLIER_POLICIES, format_func=OUTLIER_HELP.get)
+    seed = right.number_input(
+        "Random seed",
+        min_value=0,
+        max_value=2**31 - 1,
+        value=42,
+        help="Same data, seed and k give the same segments.",
+    )
+    skewed = [f for f in features if (base.profiles[f].skewness or 0) > 2]
+    log_features = st.multiselect(
+        "Log-transform (for skewed money columns)",
+        features,
+        default=[],
+        help="Suggested: "
+        + (", ".join(skewed) or "none of the chosen features is strongly skewed"),
+    )
+
+report = (
+    ui.validation(path, k, tuple(features), tuple(sorted(overrides.items()))) if features else None
+)
+
+st.subheader("Validation report")
+if report is None:
+    st.error("Choose at least one numeric feature.", icon=":material/error:")
+else:
+    for problem in report.errors:
+        st.error(ui.plain(problem.message), icon=":material/error:")
+    for problem in report.warnings:
+        st.warning(ui.plain(problem.message), icon=":material/warning:")
+    if report.ok and not report.warnings:
+        st.success("No problems found.", icon=":material/check_circle:")
+with st.expander("Column details and preview"):
+    st.dataframe(base.column_rows(), hide_index=True)
+    st.dataframe(ui.preview(path), hide_index=True)
+
+ready = report is not None and report.ok
+if st.button(
+    "Start segmentation", type="primary", disabled=not ready, icon=":material/play_arrow:"
+):
+    params = SegmentationParams(
+        k=k,
+        features=tuple(features),
+        seed=int(seed),
+        outliers=outliers,
+        log_features=tuple(log_features),
+        column_mapping=overrides,
+    )
+    ui.start_job(path, uploaded.name, params)
+    st.switch_page(ui.MONITOR)

@@ -1,0 +1,156 @@
+"""The Streamlit app driven through AppTest from the entrypoint, with a real engine and job store."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.helpers import ROOT, SAMPLE
+
+PAGES = [
+    "pages/home.py",
+    "pages/upload.py",
+    "pages/monitor.py",
+    "pages/results.py",
+    "pages/visualization.py",
+    "pages/about.py",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def workspace(tmp_path_factory, spark):
+    """One workspace for this module's app; the engine shares the test session's Spark."""
+    os.environ["SEGMENTATION_HOME"] = str(tmp_path_factory.mktemp("workspace"))
+    import ui
+
+    ui.services.clear()
+    yield
+    ui.services().runner.shutdown()
+    ui.services.clear()
+
+
+def app() -> AppTest:
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+
+
+def wait_for(job_id: str, timeout: float = 240):
+    import ui
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = ui.services().store.get(job_id)
+        if not job.is_active:
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+
+
+def texts(at: AppTest) -> str:
+    parts = [
+        e.value
+        for kind in ("markdown", "caption", "info", "error", "warning", "success")
+        for e in getattr(at, kind)
+    ]
+    return "\n".join(str(p) for p in parts)
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_before_any_job(page):
+    at = app().run()
+    at.switch_page(page).run()
+    assert not at.exception
+    assert at.title[0].value
+
+
+def test_sample_flow_runs_a_real_job_through_spark_to_results():
+    import ui
+
+    at = app().run()
+    button(at, "Try it with sample data").click().run()
+    assert not at.exception
+    assert at.title[0].value == "Job Monitor"
+    job = ui.services().store.list(owner="local")[0]
+    assert job.original_name == "sample_customers.csv"
+    finished = wait_for(job.id)
+    assert finished.state.value == "succeeded", finished.error
+
+    at.switch_page("pages/results.py").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Customers"] == "20" and metrics["Segments"] == "4"
+    assert metrics["Silhouette"] != "n/a" and -1 <= float(metrics["Silhouette"]) <= 1
+    results = ui.results_of(finished)
+    page_text = texts(at)
+    for name in results.segments["name"]:
+        assert name in page_text.replace("\\", "")
+    assert len(at.get("download_button")) == 3
+
+    at.switch_page("pages/visualization.py").run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) >= 8
+
+    at.switch_page("pages/monitor.py").run()
+    assert not at.exception
+    assert "done in" in texts(at)
+
+
+def test_renamed_segments_are_kept_and_exported():
+    import ui
+
+    job = ui.finished_jobs()[0]
+    at = app().run()
+    at.switch_page("pages/results.py").run()
+    at.text_input[0].set_value("Our best customers")
+    next(b for b in at.get("form_submit_button")).click().run()
+    assert not at.exception
+    assert ui.services().store.get(job.id).segment_names[1] == "Our best customers"
+    results = ui.results_of(ui.services().store.get(job.id))
+    exported = ui.customers_csv(results).decode()
+    assert "Our best customers" in exported
+
+
+def test_invalid_upload_shows_the_message_and_starts_nothing():
+    import ui
+
+    before = len(ui.services().store.list())
+    at = app().run()
+    at.switch_page("pages/upload.py").run()
+    at.file_uploader[0].set_value(
+        ("customers.csv", b"PK\x03\x04 not really a csv", "text/csv")
+    ).run()
+    assert not at.exception
+    assert any("Excel workbook" in e.value for e in at.error)
+    assert not [b for b in at.button if b.label == "Start segmentation"]
+
+    at.file_uploader[0].set_value(
+        ("tiny.csv", b"Age,Spend,Recency,Frequency\n1,2,3,4\n", "text/csv")
+    ).run()
+    assert not at.exception
+    start = button(at, "Start segmentation")
+    assert start.disabled
+    assert any("fewer than" in e.value for e in at.error)
+    assert len(ui.services().store.list()) == before
+
+
+def test_upload_then_start_queues_a_job_with_the_chosen_settings():
+    import ui
+
+    at = app().run()
+    at.switch_page("pages/upload.py").run()
+    at.file_uploader[0].set_value(("shop.csv", SAMPLE.read_bytes(), "text/csv")).run()
+    assert not at.exception
+    assert not at.error
+    at.slider[0].set_value(3).run()
+    button(at, "Start segmentation").click().run()
+    assert not at.exception
+    job = ui.services().store.list()[0]
+    assert job.original_name == "shop.csv" and job.params["k"] == 3
+    assert job.params["features"] == ["Age", "Spend", "Recency", "Frequency"]
+    assert wait_for(job.id).state.value == "succeeded"

@@ -1,0 +1,176 @@
+"""What the pages share: this process's engine, job store and runner, and a few small widgets."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from segmentation.jobs import Job, JobRunner, JobState, JobStore, run_pipeline_job, workspace_dir
+from segmentation.pipeline import SegmentationParams
+from segmentation.reading import read_table
+from segmentation.results import Results, load_results
+from segmentation.session import SETTING_NAMES, EngineStarter
+from segmentation.validation import ValidationReport, validate
+
+HOME = "pages/home.py"
+UPLOAD = "pages/upload.py"
+MONITOR = "pages/monitor.py"
+RESULTS = "pages/results.py"
+VISUALIZATION = "pages/visualization.py"
+ABOUT = "pages/about.py"
+SAMPLE_FILE = Path(__file__).resolve().parent / "sample_data" / "sample_customers.csv"
+STATE_ICONS = {
+    JobState.QUEUED: "⏳ queued",
+    JobState.RUNNING: "▶️ running",
+    JobState.SUCCEEDED: "✅ done",
+    JobState.FAILED: "❌ failed",
+    JobState.CANCELLED: "⏹️ cancelled",
+    JobState.INTERRUPTED: "⚠️ interrupted",
+}
+
+
+@dataclass
+class Services:
+    """One engine, job store and runner per process, shared by every browser session."""
+
+    engine: EngineStarter
+    store: JobStore
+    runner: JobRunner
+
+
+def _secrets_to_environment() -> None:
+    """Streamlit secrets with the Spark settings' names act like environment variables."""
+    try:
+        secrets = {name: st.secrets[name] for name in SETTING_NAMES if name in st.secrets}
+    except Exception:  # no secrets file: nothing to copy
+        return
+    for name, value in secrets.items():
+        os.environ.setdefault(name, str(value))
+
+
+@st.cache_resource(show_spinner=False)
+def services() -> Services:
+    """Start the engine in the background and open the job store (once per process)."""
+    _secrets_to_environment()
+    engine = EngineStarter()
+    store = JobStore(workspace_dir())
+    runner = JobRunner(
+        store, run_pipeline_job(store, engine.session), max_workers=2, spark_provider=engine.session
+    )
+    return Services(engine, store, runner)
+
+
+def owner() -> str:
+    """Who the current visitor is, for the job history (one shared history in local mode)."""
+    return "local"
+
+
+def start_job(input_path: Path, original_name: str, params: SegmentationParams) -> Job:
+    """Queue a segmentation job and remember it as the one this visitor follows."""
+    svc = services()
+    job = svc.store.create(input_path, original_name, params.to_dict(), owner=owner())
+    svc.runner.submit(job.id)
+    st.session_state["job_id"] = job.id
+    return job
+
+
+def start_sample_job() -> Job:
+    """The 'try it with sample data' job: the bundled sample, default settings, k=4."""
+    return start_job(SAMPLE_FILE, SAMPLE_FILE.name, SegmentationParams(k=4))
+
+
+def engine_status() -> None:
+    """Sidebar: whether Spark is starting, ready (mode, master, version) or failed (what to do)."""
+    engine = services().engine
+    if engine.state == "starting":
+        st.caption(":material/hourglass_top: Spark engine starting…")
+    elif engine.state == "ready":
+        info = engine.info
+        st.caption(
+            f":material/check_circle: Spark {info['spark_version']} ready · {info['mode']} "
+            f"· `{info['master']}` · Java {info['java_version']}"
+        )
+    else:
+        st.error(f"Spark engine unavailable: {engine.error}", icon=":material/error:")
+
+
+def job_label(job: Job) -> str:
+    """How a job is named in pickers: file, k, when."""
+    k = job.params.get("k", "?")
+    return f"{job.original_name} · k={k} · {job.created_at:%Y-%m-%d %H:%M}"
+
+
+def finished_jobs() -> list[Job]:
+    """Succeeded jobs of this visitor, newest first."""
+    return [j for j in services().store.list(owner=owner()) if j.state == JobState.SUCCEEDED]
+
+
+def pick_finished_job(key: str) -> Job | None:
+    """A picker over finished jobs, defaulting to the one this visitor last followed."""
+    jobs = finished_jobs()
+    if not jobs:
+        st.info("No finished segmentation yet. Upload a customer table or try the sample data.")
+        st.page_link(UPLOAD, label="Upload data", icon=":material/upload:")
+        return None
+    ids = [j.id for j in jobs]
+    wanted = st.session_state.get("job_id")
+    index = ids.index(wanted) if wanted in ids else 0
+    chosen = st.selectbox("Segmentation", jobs, index=index, format_func=job_label, key=key)
+    st.session_state["job_id"] = chosen.id
+    return chosen
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _results(result_dir: str) -> Results:
+    return load_results(result_dir)
+
+
+def results_of(job: Job) -> Results:
+    """A finished job's results with the analyst's segment names (results files never change)."""
+    return _results(job.result_dir).with_names(services().store.get(job.id).segment_names)
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A metric for display; 'n/a' when it cannot be computed (never a made-up number)."""
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def plain(text: str) -> str:
+    """Show uploaded names and values as text: escape Markdown, LaTeX ($) and :icon: syntax."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", text)
+
+
+def saved_upload(uploaded) -> Path:
+    """Store an uploaded file in the workspace once per upload (reruns reuse it)."""
+    saved = st.session_state.setdefault("uploads", {})
+    if uploaded.file_id not in saved:
+        saved[uploaded.file_id] = services().store.save_table(uploaded, uploaded.name)
+    return saved[uploaded.file_id]
+
+
+@st.cache_data(show_spinner="Checking the file with Spark…", max_entries=64)
+def validation(
+    path: Path, k: int, features: tuple[str, ...] | None, overrides: tuple[tuple[str, str], ...]
+) -> ValidationReport:
+    """The validation report for these settings (cached: the file under `path` never changes)."""
+    spark = services().engine.session()
+    return validate(read_table(spark, str(path)), k, features, dict(overrides))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def preview(path: Path, rows: int = 20):
+    """The first rows of an uploaded table, as read (text columns unparsed)."""
+    spark = services().engine.session()
+    return read_table(spark, str(path)).df.limit(rows).toPandas()
+
+
+def customers_csv(results: Results) -> bytes:
+    """customers.csv for the download button, with the analyst's segment names."""
+    buffer = io.BytesIO()
+    results.write_customers(buffer)
+    return buffer.getvalue()
