@@ -13,7 +13,7 @@ import streamlit as st
 from segmentation.jobs import Job, JobRunner, JobState, JobStore, run_pipeline_job, workspace_dir
 from segmentation.pipeline import SegmentationParams
 from segmentation.reading import read_table
-from segmentation.results import Results, load_results
+from segmentation.results import Results, Sweep, load_results, load_sweep
 from segmentation.session import SETTING_NAMES, EngineStarter
 from segmentation.validation import ValidationReport, validate
 
@@ -99,10 +99,15 @@ def engine_status() -> None:
         st.error(f"Spark engine unavailable: {engine.error}", icon=":material/error:")
 
 
+def k_text(job: Job) -> str:
+    """A job's k for tables: '4', or '2–10' for a sweep."""
+    k_range = job.params.get("k_range")
+    return f"{k_range[0]}–{k_range[1]}" if k_range else str(job.params.get("k", "?"))
+
+
 def job_label(job: Job) -> str:
     """How a job is named in pickers: file, k, when."""
-    k = job.params.get("k", "?")
-    return f"{job.original_name} · k={k} · {job.created_at:%Y-%m-%d %H:%M}"
+    return f"{job.original_name} · k={k_text(job)} · {job.created_at:%Y-%m-%d %H:%M}"
 
 
 def finished_jobs() -> list[Job]:
@@ -130,9 +135,41 @@ def _results(result_dir: str) -> Results:
     return load_results(result_dir)
 
 
-def results_of(job: Job) -> Results:
-    """A finished job's results with the analyst's segment names (results files never change)."""
-    return _results(job.result_dir).with_names(services().store.get(job.id).segment_names)
+@st.cache_data(show_spinner=False, max_entries=32)
+def sweep_of(result_dir: str) -> Sweep | None:
+    """A finished job's k sweep, or None for a single segmentation."""
+    return load_sweep(result_dir)
+
+
+def k_picker(job: Job) -> int | None:
+    """For a sweep: a k selector (remembered with the job) and the suggestion; None otherwise.
+
+    Switching k only reads that k's small result files, which already exist: no Spark job runs.
+    """
+    sweep = sweep_of(job.result_dir)
+    if sweep is None:
+        return None
+    current = job.chosen_k if job.chosen_k in sweep.ks else sweep.suggested_k
+    k = st.select_slider(
+        "Number of segments (k)",
+        options=sweep.ks,
+        value=current,
+        key=f"k-{job.id}",
+        help="Every k was fitted; switching is instant.",
+    )
+    if k != job.chosen_k:
+        services().store.set_chosen_k(job.id, k)
+    st.caption(plain(f"Suggested k={sweep.suggested_k}: {sweep.manifest['suggestion']}"))
+    return k
+
+
+def results_of(job: Job, k: int | None = None) -> Results:
+    """A finished job's results (for a sweep: of k) with the analyst's segment names."""
+    sweep = sweep_of(job.result_dir)
+    folder = str(sweep.folder(k or sweep.suggested_k)) if sweep else job.result_dir
+    results = _results(folder)
+    names = services().store.get(job.id).segment_names.get(results.k, {})
+    return results.with_names(names)
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

@@ -36,7 +36,7 @@ if jobs:
             {
                 "file": job.original_name,
                 "state": ui.STATE_ICONS[job.state],
-                "segments": job.params.get("k"),
+                "segments": ui.k_text(job),
                 "customers": job.summary.get("rows"),
                 "started": job.created_at,
             }

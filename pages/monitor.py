@@ -75,7 +75,7 @@ def history() -> None:
             "state": ui.STATE_ICONS[job.state],
             "progress": job.progress,
             "customers": job.summary.get("rows"),
-            "k": job.params.get("k"),
+            "k": ui.k_text(job),
             "silhouette": job.summary.get("silhouette"),
             "started": job.started_at or job.created_at,
             "duration (s)": job.duration,

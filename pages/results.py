@@ -11,7 +11,8 @@ st.title("Segmentation results")
 job = ui.pick_finished_job("results-job")
 if job is None:
     st.stop()
-results = ui.results_of(job)
+k = ui.k_picker(job)
+results = ui.results_of(job, k)
 manifest = results.manifest
 metrics = manifest["metrics"]
 
@@ -51,7 +52,7 @@ with st.expander("Rename segments"), st.form("names"):
         for row in results.segments.itertuples()
     }
     if st.form_submit_button("Save names"):
-        ui.services().store.set_segment_names(job.id, names)
+        ui.services().store.set_segment_names(job.id, results.k, names)
         st.rerun()
 
 st.subheader("Profiles")
@@ -64,14 +65,14 @@ out = results.out_dir
 left.download_button(
     "Customers with segments (CSV)",
     data=lambda: ui.customers_csv(results),
-    file_name=f"customers-segments-{job.id[:6]}.csv",
+    file_name=f"customers-segments-k{results.k}-{job.id[:6]}.csv",
     mime="text/csv",
     icon=":material/download:",
 )
 middle.download_button(
     "Segment profiles (CSV)",
     data=results.segments.to_csv(index=False),
-    file_name=f"segments-{job.id[:6]}.csv",
+    file_name=f"segments-k{results.k}-{job.id[:6]}.csv",
     mime="text/csv",
     icon=":material/download:",
 )

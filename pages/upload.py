@@ -61,7 +61,26 @@ with st.container(border=True):
         help="Numeric columns; customers are grouped by these.",
     )
     left, middle, right = st.columns(3)
-    k = left.slider("Number of segments (k)", MIN_K, min(MAX_K, max(MIN_K, base.rows)), 4)
+    most = min(MAX_K, max(MIN_K + 1, base.rows))
+    explore = left.toggle(
+        "Try several k and suggest one",
+        help="Fits every k in the range on "
+        "one prepared table; you can then switch between them instantly.",
+    )
+    if explore:
+        k_range = left.slider("Range of k", MIN_K, most, (MIN_K, min(10, most)))
+        stability = left.number_input(
+            "Extra seeds per k (stability check)",
+            0,
+            5,
+            0,
+            help="Refit each k with more seeds and report how much "
+            "the segments agree (adjusted Rand index).",
+        )
+        k = k_range[0]
+    else:
+        k = left.slider("Number of segments (k)", MIN_K, most, min(4, most))
+        k_range, stability = None, 0
     outliers = middle.radio("Outliers", OUTLIER_POLICIES, format_func=OUTLIER_HELP.get)
     seed = right.number_input(
         "Random seed",
@@ -108,6 +127,8 @@ if st.button(
         outliers=outliers,
         log_features=tuple(log_features),
         column_mapping=overrides,
+        k_range=k_range,
+        stability_seeds=int(stability),
     )
     ui.start_job(path, uploaded.name, params)
     st.switch_page(ui.MONITOR)

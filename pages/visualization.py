@@ -9,7 +9,8 @@ st.title("Visualization")
 job = ui.pick_finished_job("viz-job")
 if job is None:
     st.stop()
-results = ui.results_of(job)
+k = ui.k_picker(job)
+results = ui.results_of(job, k)
 segments, sample, features = results.segments, results.sample, results.features
 
 
@@ -21,9 +22,12 @@ st.caption(
     f"Charts of individual customers use a stratified sample of {len(sample):,} of "
     f"{results.manifest['rows_out']:,} customers; profiles use everyone."
 )
-overview, profiles, distributions, space, categories = st.tabs(
+sweep = ui.sweep_of(job.result_dir)
+tabs = st.tabs(
     ["Sizes", "Profiles", "Distributions", "Customer space", "Categories"]
+    + (["Choosing k"] if sweep else [])
 )
+overview, profiles, distributions, space, categories = tabs[:5]
 with overview:
     show(charts.segment_sizes(segments))
 with profiles:
@@ -49,3 +53,11 @@ with categories:
         st.info("The data has no categorical columns (such as Category or Region) to break down.")
     for column in columns:
         show(charts.categorical_mix(results.mix, segments, column))
+if sweep:
+    with tabs[5]:
+        show(charts.sweep_metrics(sweep.table, sweep.suggested_k))
+        names = {
+            each: ui.results_of(job, each).segments.set_index("segment")["name"].to_dict()
+            for each in sweep.ks
+        }
+        show(charts.segment_splits(sweep.splits, names))

@@ -377,7 +377,7 @@ def sweep_metrics(sweep: pd.DataFrame, suggested_k: int) -> go.Figure:
     """How the quality measures change with the number of segments, and which k is suggested."""
     _require_rows(sweep, "No number of segments has been tried yet.")
     metrics = [
-        ("wssse", "Elbow: spread within segments (look for the bend)", "Within-segment spread"),
+        ("within_ss", "Elbow: spread within segments (look for the bend)", "Within-segment spread"),
         ("silhouette", "Silhouette (higher is better)", "Silhouette"),
         ("calinski_harabasz", "Calinski–Harabasz (higher is better)", "Calinski–Harabasz"),
         ("davies_bouldin", "Davies–Bouldin (lower is better)", "Davies–Bouldin"),
@@ -426,6 +426,53 @@ def sweep_metrics(sweep: pd.DataFrame, suggested_k: int) -> go.Figure:
         font={"color": SUGGESTED_COLOR},
     )
     return _finish(fig, "Choosing the number of segments", height=620)
+
+
+def segment_splits(splits: pd.DataFrame, names: Mapping[int, Mapping[int, str]]) -> go.Figure:
+    """Where each segment's customers go when k grows by one: which segments split, which hold."""
+    _require_rows(splits, "A split diagram needs at least two numbers of segments.")
+    _require_columns(splits, ["k", "source", "target", "count"], "splits")
+    nodes: dict[tuple[int, int], int] = {}
+    labels, colors = [], []
+
+    def node(k: int, segment: int) -> int:
+        if (k, segment) not in nodes:
+            nodes[(k, segment)] = len(labels)
+            labels.append(f"k={k} · {segment_label(segment, names.get(k, {}).get(segment, ''))}")
+            colors.append(segment_color(segment))
+        return nodes[(k, segment)]
+
+    sources, targets, values, link_colors = [], [], [], []
+    for row in splits.sort_values(["k", "source", "target"]).itertuples():
+        k, source, target = int(row.k), int(row.source), int(row.target)
+        sources.append(node(k, source))
+        targets.append(node(k + 1, target))
+        values.append(int(row.count))
+        link_colors.append(_with_alpha(segment_color(source), 0.35))
+    fig = go.Figure(
+        go.Sankey(
+            arrangement="snap",
+            node={"label": labels, "color": colors, "pad": 12, "thickness": 14},
+            link={
+                "source": sources,
+                "target": targets,
+                "value": values,
+                "color": link_colors,
+                "hovertemplate": "%{value:,} customers<extra></extra>",
+            },
+        )
+    )
+    ks = sorted({int(k) for k in splits["k"]})
+    return _finish(
+        fig,
+        f"How segments split as k grows from {ks[0]} to {ks[-1] + 1}",
+        height=max(420, 60 * (ks[-1] + 1)),
+    )
+
+
+def _with_alpha(color: str, alpha: float) -> str:
+    red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red}, {green}, {blue}, {alpha})"
 
 
 def _finish(fig: go.Figure, title: str, height: int) -> go.Figure:

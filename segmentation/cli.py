@@ -22,6 +22,13 @@ def _csv_list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
+def _k_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"--k-range expects LOW-HIGH such as 2-10, got '{text}'")
+    return int(low), int(high)
+
+
 def _mapping(items: list[str]) -> dict[str, str]:
     mapping = {}
     for item in items:
@@ -44,6 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="segment a customer table (CSV, CSV.gz or Parquet)")
     run.add_argument("input", help="path or URL of the customer table")
     run.add_argument("--k", type=int, default=4, help="number of segments (2-30, default 4)")
+    run.add_argument(
+        "--k-range",
+        type=_k_range,
+        default=None,
+        metavar="LOW-HIGH",
+        help="try every k in a range, e.g. 2-10, and suggest one (instead of --k)",
+    )
+    run.add_argument(
+        "--stability-seeds",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --k-range: refit each k with N more seeds to check stability",
+    )
     run.add_argument(
         "--features",
         type=_csv_list,
@@ -91,6 +112,7 @@ def _run(args: argparse.Namespace) -> int:
     from segmentation.pipeline import SegmentationParams, run_segmentation
     from segmentation.reading import sniff
     from segmentation.session import get_spark
+    from segmentation.sweep import run_sweep
 
     params = SegmentationParams(
         k=args.k,
@@ -100,11 +122,15 @@ def _run(args: argparse.Namespace) -> int:
         outliers=args.outliers,
         log_features=args.log,
         column_mapping=_mapping(args.map),
+        k_range=args.k_range,
+        stability_seeds=args.stability_seeds,
     )
     sniff(args.input)  # a missing, empty or binary file fails here, before Spark starts
     out = args.out or Path("segmentation-results") / (
         f"{Path(args.input.rstrip('/')).name.split('.')[0]}-{datetime.now():%Y%m%d-%H%M%S}"
     )
+    if params.k_range:
+        return _print_sweep(run_sweep(get_spark(), args.input, params, out_dir=out))
     result = run_segmentation(get_spark(), args.input, params, out_dir=out)
     m = result.manifest
     print(f"{m['rows_out']:,} customers in {len(result.segments)} segments -> {result.out_dir}")
@@ -112,6 +138,28 @@ def _run(args: argparse.Namespace) -> int:
     print(_segment_table(result.segments))
     for warning in m["warnings"] + m["repairs"]["notes"]:
         print(f"note: {warning}")
+    return 0
+
+
+def _print_sweep(result) -> int:
+    m = result.manifest
+    print(
+        f"{m['rows_out']:,} customers, k={m['k_values'][0]}..{m['k_values'][-1]} -> "
+        f"{result.out_dir}"
+    )
+    print(
+        result.table[
+            [
+                "k",
+                "silhouette",
+                "calinski_harabasz",
+                "davies_bouldin",
+                "within_ss",
+                "smallest_share",
+            ]
+        ].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    )
+    print(f"suggested k={m['suggested_k']}: {m['suggestion']}")
     return 0
 
 

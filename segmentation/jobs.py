@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     timings       TEXT NOT NULL DEFAULT '{}',
     summary       TEXT NOT NULL DEFAULT '{}',
     segment_names TEXT NOT NULL DEFAULT '{}',
+    chosen_k      INTEGER,
     process       TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created_at);
@@ -120,7 +121,8 @@ class Job:
     finished_at: datetime | None
     timings: dict[str, float] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
-    segment_names: dict[int, str] = field(default_factory=dict)
+    segment_names: dict[int, dict[int, str]] = field(default_factory=dict)  # k -> segment -> name
+    chosen_k: int | None = None  # the k the analyst picked in a sweep
 
     @property
     def is_active(self) -> bool:
@@ -153,7 +155,11 @@ class Job:
             finished_at=_when(row["finished_at"]),
             timings=json.loads(row["timings"]),
             summary=json.loads(row["summary"]),
-            segment_names={int(k): v for k, v in json.loads(row["segment_names"]).items()},
+            segment_names={
+                int(k): {int(s): n for s, n in names.items()}
+                for k, names in json.loads(row["segment_names"]).items()
+            },
+            chosen_k=row["chosen_k"],
         )
 
 
@@ -501,13 +507,25 @@ class JobStore:
             )
         return self.create(job.input_path, job.original_name, job.params, owner=job.owner)
 
-    def set_segment_names(self, job_id: str, names: Mapping[int, str]) -> bool:
-        """Keep the segment names the analyst edited (blank names fall back to the defaults)."""
-        cleaned = {int(k): str(v).strip() for k, v in names.items() if str(v).strip()}
+    def set_segment_names(self, job_id: str, k: int, names: Mapping[int, str]) -> bool:
+        """Keep the names the analyst gave the segments of one k (blank ones fall back)."""
+        cleaned = {str(int(s)): str(v).strip() for s, v in sorted(names.items()) if str(v).strip()}
+        with self._write() as conn:
+            row = conn.execute("SELECT segment_names FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return False
+            stored = json.loads(row["segment_names"])
+            stored[str(int(k))] = cleaned
+            conn.execute(
+                "UPDATE jobs SET segment_names = ? WHERE id = ?", (json.dumps(stored), job_id)
+            )
+        return True
+
+    def set_chosen_k(self, job_id: str, k: int) -> bool:
+        """Remember which k of a sweep the analyst works with; pages and exports follow it."""
         with self._write() as conn:
             changed = conn.execute(
-                "UPDATE jobs SET segment_names = ? WHERE id = ?",
-                (json.dumps({str(k): v for k, v in sorted(cleaned.items())}), job_id),
+                "UPDATE jobs SET chosen_k = ? WHERE id = ?", (int(k), job_id)
             ).rowcount
         return bool(changed)
 
@@ -777,16 +795,18 @@ def run_pipeline_job(store: JobStore, spark_provider: Callable[[], Any]) -> Work
 
     def work(job: Job, progress: ProgressFn, cancel_event: threading.Event) -> JobOutcome:
         from segmentation.pipeline import SegmentationParams, run_segmentation
+        from segmentation.sweep import run_sweep
 
         params = SegmentationParams.from_dict(job.params)
         out_dir = store.result_dir(job.id)
-        result = run_segmentation(
+        run = run_sweep if params.k_range else run_segmentation
+        result = run(
             spark_provider(), job.input_path, params, out_dir=str(out_dir), progress=progress
         )
         manifest = result.manifest
         summary = {
             "rows": manifest.get("rows_out"),
-            "k": params.k,
+            "k": manifest.get("suggested_k", params.k),
             "silhouette": manifest.get("metrics", {}).get("silhouette"),
         }
         return JobOutcome(out_dir, summary, dict(manifest.get("timings", {})))

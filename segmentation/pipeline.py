@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ _WEIGHTS = dict(zip(STAGES, (0.03, 0.17, 0.15, 0.02, 0.05, 0.25, 0.13, 0.08, 0.1
 OUTLIER_POLICIES = ("cap", "remove", "none")
 MIN_K, MAX_K = 2, 30
 CHART_SAMPLE_ROWS = 5000
+RESTARTS = 3  # KMeans initialisations per k; the best (lowest cost) is kept
 CLUSTER = "__cluster"
 RAW_VECTOR = "__raw"
 FEATURES = "__features"
@@ -60,6 +62,8 @@ class SegmentationParams:
     outliers: str = "cap"
     log_features: tuple[str, ...] = ()
     column_mapping: Mapping[str, str] = field(default_factory=dict)
+    k_range: tuple[int, int] | None = None  # sweep every k in this range instead of one k
+    stability_seeds: int = 0  # extra seeds per k in a sweep, to see which k gives stable segments
 
     def __post_init__(self) -> None:
         if not MIN_K <= self.k <= MAX_K:
@@ -72,6 +76,16 @@ class SegmentationParams:
             )
         if self.max_iter < 1:
             raise InputError("The number of KMeans iterations must be at least 1.")
+        if self.k_range is not None:
+            low, high = (int(v) for v in self.k_range)
+            if not MIN_K <= low < high <= MAX_K:
+                raise InputError(
+                    f"A range of k must go from {MIN_K} to at most {MAX_K}, low to high; "
+                    f"got {low}-{high}."
+                )
+            object.__setattr__(self, "k_range", (low, high))
+        if not 0 <= self.stability_seeds <= 10:
+            raise InputError("The stability check takes 0 to 10 extra seeds per k.")
         object.__setattr__(self, "features", tuple(self.features) if self.features else None)
         object.__setattr__(self, "log_features", tuple(self.log_features))
         object.__setattr__(self, "column_mapping", dict(self.column_mapping))
@@ -81,7 +95,13 @@ class SegmentationParams:
         data = asdict(self)
         data["features"] = list(self.features) if self.features else None
         data["log_features"] = list(self.log_features)
+        data["k_range"] = list(self.k_range) if self.k_range else None
         return data
+
+    @property
+    def k_values(self) -> list[int]:
+        """The k of a single run, or every k of a sweep."""
+        return list(range(self.k_range[0], self.k_range[1] + 1)) if self.k_range else [self.k]
 
     @classmethod
     def from_dict(cls, data: Mapping) -> SegmentationParams:
@@ -190,15 +210,239 @@ def _chart_sample_fractions(sizes: Mapping[int, int]) -> dict[int, float]:
     return fractions
 
 
-def _segment_expr(order: Mapping[int, int]) -> Column:
+def segment_expr(order: Mapping[int, int], cluster_col: str = CLUSTER) -> Column:
+    """The segment number (1 = highest spend) of a KMeans cluster id column."""
     expr = None
     for cluster, segment in order.items():
         expr = (
-            F.when(F.col(CLUSTER) == cluster, segment)
+            F.when(F.col(cluster_col) == cluster, segment)
             if expr is None
-            else expr.when(F.col(CLUSTER) == cluster, segment)
+            else expr.when(F.col(cluster_col) == cluster, segment)
         )
     return expr
+
+
+@dataclass
+class PreparedData:
+    """The cleaned, scaled customer table, cached once and shared by every k fitted on it."""
+
+    source: str
+    table: Table
+    report: ValidationReport
+    scaled: DataFrame
+    value_cols: list[str]
+    rows_out: int
+    repairs: dict
+    cached: list[DataFrame]
+
+    @property
+    def dims(self) -> int:
+        return len(self.value_cols)
+
+    def release(self) -> None:
+        """Free the cached table (a long-lived app must not accumulate cached data)."""
+        for df in self.cached:
+            df.unpersist()
+
+
+@dataclass
+class Segmentation:
+    """One fitted k: customers labelled with segment numbers and names, quality and profiles."""
+
+    k: int
+    labelled: DataFrame
+    quality: dict
+    segments: pd.DataFrame
+    mix: pd.DataFrame
+    sizes: dict[int, int]  # KMeans cluster id -> customers, for stratified sampling
+    order: dict[int, int]  # KMeans cluster id -> segment number
+    notes: list[str]
+
+
+def prepare(
+    spark: SparkSession, source: str, params: SegmentationParams, tracker: Progress, min_k: int
+) -> PreparedData:
+    """Loading to scaling: read, validate, clean, assemble and standardize; cache the result."""
+    with tracker.stage("loading", "Reading the file"):
+        table = read_table(spark, source)
+
+    with tracker.stage("validating", "Checking columns and values"):
+        report = validate(table, min_k, params.features, params.column_mapping)
+        report.raise_for_errors()
+        tracker.report(1.0, f"{report.rows:,} customers, {len(report.features)} features")
+
+    with tracker.stage("preprocessing", "Filling missing values and treating outliers"):
+        prepared, value_cols, inputs, flagged, logged, notes = _prepare(table, report, params)
+
+    cached: list[DataFrame] = []
+    try:
+        with tracker.stage("features", "Assembling the feature vectors"):
+            assembled = VectorAssembler(inputCols=inputs, outputCol=RAW_VECTOR).transform(prepared)
+            assembled = assembled.cache()
+            cached.append(assembled)
+            counts = assembled.agg(
+                F.count(F.lit(1)).alias("rows"),
+                *[F.sum(F.col(f"__o{j}").cast("int")).alias(f"o{j}") for j in range(len(flagged))],
+            ).collect()[0]
+            rows_out = counts["rows"]
+            if rows_out < min_k:
+                raise InputError(
+                    f"After removing outliers only {rows_out} customers are left, fewer than the "
+                    f"{min_k} segments asked for. Use the 'cap' outlier policy or fewer segments."
+                )
+
+        with tracker.stage("scaling", "Standardizing features (mean 0, standard deviation 1)"):
+            scaler = StandardScaler(
+                withMean=True, withStd=True, inputCol=RAW_VECTOR, outputCol=FEATURES
+            ).fit(assembled)
+            scaled = scaler.transform(assembled)
+    except BaseException:
+        for df in cached:
+            df.unpersist()
+        raise
+    repairs = {
+        "filled_missing": {
+            c: report.profiles[c].missing + report.profiles[c].non_numeric for c in report.features
+        },
+        "outliers": {c: counts[f"o{j}"] for j, c in enumerate(flagged)},
+        "outlier_policy": params.outliers,
+        "rows_removed": report.rows - rows_out,
+        "log_transformed": logged,
+        "notes": notes,
+    }
+    return PreparedData(source, table, report, scaled, value_cols, rows_out, repairs, cached)
+
+
+def parallel_map(spark: SparkSession, work: Callable, items: list, workers: int = 2) -> list:
+    """Run `work` on each item in a few threads that keep the caller's Spark job tags.
+
+    Spark schedules the jobs of several threads side by side, so small fits overlap their
+    driver-side overheads; the tags let a cancelled job interrupt all of them.
+    """
+    if len(items) < 2 or workers < 2:
+        return [work(item) for item in items]
+    from pyspark import inheritable_thread_target
+
+    target = inheritable_thread_target(spark)(work)
+    with ThreadPoolExecutor(workers, thread_name_prefix="segmentation-fit") as pool:
+        return list(pool.map(target, items))
+
+
+def fit_kmeans(data: PreparedData, k: int, seed: int, max_iter: int, restarts: int = RESTARTS):
+    """Train KMeans from `restarts` initialisations (seeds seed, seed+1, ...) and keep the one
+    with the lowest within-cluster cost, as one start of Spark's k-means|| can settle in a poor
+    local optimum. The block solver is the fastest on this kind of data."""
+
+    def fit(start: int):
+        return KMeans(
+            k=k,
+            seed=seed + start,
+            maxIter=max_iter,
+            featuresCol=FEATURES,
+            predictionCol=CLUSTER,
+            solver="block",
+        ).fit(data.scaled)
+
+    models = parallel_map(data.scaled.sparkSession, fit, list(range(restarts)))
+    return min(models, key=lambda m: m.summary.trainingCost)
+
+
+def evaluate(
+    data: PreparedData, model, k: int
+) -> tuple[DataFrame, list[metrics.ClusterStats], dict]:
+    """Customers with their cluster, per-cluster aggregates and the quality figures."""
+    clustered = model.transform(data.scaled)
+    stats = metrics.cluster_stats(clustered, FEATURES, CLUSTER, data.dims)
+    quality = {
+        "silhouette": metrics.silhouette(clustered, FEATURES, CLUSTER, len(stats)),
+        "silhouette_kind": "squared Euclidean silhouette, over every customer (Spark "
+        "ClusteringEvaluator)",
+        "within_ss": metrics.within_ss(stats),
+        "calinski_harabasz": metrics.calinski_harabasz(stats),
+        "davies_bouldin": metrics.davies_bouldin(stats),
+        "k_requested": k,
+        "segments_found": len(stats),
+        "iterations": model.summary.numIter,
+    }
+    return clustered, stats, quality
+
+
+def describe(
+    data: PreparedData, clustered: DataFrame, stats: list[metrics.ClusterStats], quality: dict
+) -> Segmentation:
+    """Profile and name the segments, number them by descending spend, label every customer."""
+    report = data.report
+    profiles = _profile(clustered, report, data.value_cols, stats, data.rows_out)
+    profiles.sort(key=order_key(report.mapping.get("spend"), report.features))
+    order = {}
+    for number, profile in enumerate(profiles, start=1):
+        order[profile.segment] = number
+        profile.segment = number
+    name_segments(profiles, report.mapping)
+    names = {p.segment: p.name for p in profiles}
+    labelled = clustered.withColumn("segment", segment_expr(order)).withColumn(
+        "segment_name",
+        F.element_at(
+            F.create_map(*[x for s, n in names.items() for x in (F.lit(s), F.lit(n))]),
+            F.col("segment"),
+        ),
+    )
+    k = quality["k_requested"]
+    notes = []
+    if len(stats) < k:
+        notes.append(
+            f"KMeans found only {len(stats)} distinct segments for k={k}: the data has too few "
+            "distinct customers to split further."
+        )
+    quality = {**quality, "sizes": {p.segment: p.size for p in profiles}}
+    return Segmentation(
+        k=k,
+        labelled=labelled,
+        quality=quality,
+        segments=profiles_frame(profiles, report.features),
+        mix=_mix_frame(profiles),
+        sizes={s.cluster: s.size for s in stats},
+        order=order,
+        notes=notes,
+    )
+
+
+def fit_pca(data: PreparedData):
+    """2-D/3-D principal components of the scaled features, for the customer-space charts."""
+    return PCA(k=min(3, data.dims), inputCol=FEATURES, outputCol="__pca").fit(data.scaled)
+
+
+def save(
+    data: PreparedData,
+    seg: Segmentation,
+    pca,
+    params: SegmentationParams,
+    out_dir: Path,
+    timings: dict[str, float],
+    progress: Callable[[float, str], None],
+    extra: Mapping | None = None,
+) -> dict:
+    """Write one segmentation's results folder (atomically) and return its manifest."""
+    sample = _chart_sample(seg.labelled, data.report, data.value_cols, pca, seg.sizes, params.seed)
+    repairs = {**data.repairs, "notes": data.repairs["notes"] + seg.notes}
+    return write_results(
+        out_dir,
+        spark=data.scaled.sparkSession,
+        source=data.source,
+        labelled=seg.labelled,
+        report=data.report,
+        params=params,
+        value_cols=data.value_cols,
+        segments=seg.segments,
+        sample=sample,
+        mix=seg.mix,
+        quality=seg.quality,
+        repairs=repairs,
+        rows_out=data.rows_out,
+        timings=timings,
+        progress=progress,
+        extra=extra,
+    )
 
 
 def run_segmentation(
@@ -213,137 +457,22 @@ def run_segmentation(
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} already exists; results are never overwritten.")
     tracker = Progress(progress)
-
-    with tracker.stage("loading", "Reading the file"):
-        table = read_table(spark, source)
-
-    with tracker.stage("validating", "Checking columns and values"):
-        report = validate(table, params.k, params.features, params.column_mapping)
-        report.raise_for_errors()
-        tracker.report(1.0, f"{report.rows:,} customers, {len(report.features)} features")
-
-    cached: list[DataFrame] = []
+    data = prepare(spark, source, params, tracker, params.k)
     try:
-        with tracker.stage("preprocessing", "Filling missing values and treating outliers"):
-            prepared, value_cols, inputs, flagged, logged, notes = _prepare(table, report, params)
-
-        with tracker.stage("features", "Assembling the feature vectors"):
-            assembled = VectorAssembler(inputCols=inputs, outputCol=RAW_VECTOR).transform(prepared)
-            assembled = assembled.cache()
-            cached.append(assembled)
-            counts = assembled.agg(
-                F.count(F.lit(1)).alias("rows"),
-                *[F.sum(F.col(f"__o{j}").cast("int")).alias(f"o{j}") for j in range(len(flagged))],
-            ).collect()[0]
-            rows_out = counts["rows"]
-            if rows_out < params.k:
-                raise InputError(
-                    f"After removing outliers only {rows_out} customers are left, fewer than the "
-                    f"{params.k} segments asked for. Use the 'cap' outlier policy or fewer segments."
-                )
-
-        with tracker.stage("scaling", "Standardizing features (mean 0, standard deviation 1)"):
-            scaler = StandardScaler(
-                withMean=True, withStd=True, inputCol=RAW_VECTOR, outputCol=FEATURES
-            ).fit(assembled)
-            scaled = scaler.transform(assembled)
-
         with tracker.stage("clustering", f"Fitting KMeans with k={params.k}"):
-            model = KMeans(
-                k=params.k,
-                seed=params.seed,
-                maxIter=params.max_iter,
-                featuresCol=FEATURES,
-                predictionCol=CLUSTER,
-                solver="block",
-            ).fit(scaled)
-            clustered = model.transform(scaled)
-            iterations = model.summary.numIter
-
+            model = fit_kmeans(data, params.k, params.seed, params.max_iter)
         with tracker.stage("evaluation", "Measuring segment quality"):
-            stats = metrics.cluster_stats(clustered, FEATURES, CLUSTER, len(inputs))
-            tracker.report(0.4, "Computing the silhouette")
-            silhouette = metrics.silhouette(clustered, FEATURES, CLUSTER, len(stats))
-            quality = {
-                "silhouette": silhouette,
-                "silhouette_kind": "squared Euclidean silhouette, over every customer (Spark "
-                "ClusteringEvaluator)",
-                "within_ss": metrics.within_ss(stats),
-                "calinski_harabasz": metrics.calinski_harabasz(stats),
-                "davies_bouldin": metrics.davies_bouldin(stats),
-                "k_requested": params.k,
-                "segments_found": len(stats),
-                "iterations": iterations,
-            }
-            if len(stats) < params.k:
-                notes.append(
-                    f"KMeans found only {len(stats)} distinct segments for k={params.k}: the data "
-                    "has too few distinct customers to split further."
-                )
-
+            clustered, stats, quality = evaluate(data, model, params.k)
         with tracker.stage("profiling", "Describing and naming the segments"):
-            profiles = _profile(clustered, report, value_cols, stats, rows_out)
-            roles = report.mapping
-            profiles.sort(key=order_key(roles.get("spend"), report.features))
-            order = {}
-            for number, profile in enumerate(profiles, start=1):
-                order[profile.segment] = number
-                profile.segment = number
-            name_segments(profiles, roles)
-            segments = profiles_frame(profiles, report.features)
-            quality["sizes"] = {p.segment: p.size for p in profiles}
-            names = {p.segment: p.name for p in profiles}
-
+            seg = describe(data, clustered, stats, quality)
         with tracker.stage("saving", "Writing the results"):
-            segment = _segment_expr(order)
-            labelled = clustered.withColumn("segment", segment).withColumn(
-                "segment_name",
-                F.element_at(
-                    F.create_map(*[x for s, n in names.items() for x in (F.lit(s), F.lit(n))]),
-                    F.col("segment"),
-                ),
-            )
-            sample = _chart_sample(
-                labelled,
-                report,
-                value_cols,
-                len(inputs),
-                {s.cluster: s.size for s in stats},
-                params.seed,
-            )
-            repairs = {
-                "filled_missing": {
-                    c: report.profiles[c].missing + report.profiles[c].non_numeric
-                    for c in report.features
-                },
-                "outliers": {c: counts[f"o{j}"] for j, c in enumerate(flagged)},
-                "outlier_policy": params.outliers,
-                "rows_removed": report.rows - rows_out,
-                "log_transformed": logged,
-                "notes": notes,
-            }
-            manifest = write_results(
-                out_dir,
-                spark=spark,
-                source=source,
-                labelled=labelled,
-                report=report,
-                params=params,
-                value_cols=value_cols,
-                segments=segments,
-                sample=sample,
-                mix=_mix_frame(profiles),
-                quality=quality,
-                repairs=repairs,
-                rows_out=rows_out,
-                timings=tracker.timings,
-                progress=tracker.report,
+            manifest = save(
+                data, seg, fit_pca(data), params, out_dir, tracker.timings, tracker.report
             )
         manifest["timings"] = dict(tracker.timings)
-        return SegmentationResult(out_dir=out_dir, manifest=manifest, segments=segments)
+        return SegmentationResult(out_dir=out_dir, manifest=manifest, segments=seg.segments)
     finally:
-        for df in cached:
-            df.unpersist()
+        data.release()
 
 
 def _profile(
@@ -432,13 +561,12 @@ def _chart_sample(
     labelled: DataFrame,
     report: ValidationReport,
     value_cols: list[str],
-    dims: int,
+    pca,
     sizes: Mapping[int, int],
     seed: int,
 ) -> pd.DataFrame:
     """A stratified sample of at most ~5,000 customers with PCA coordinates, for the charts."""
-    components = min(3, dims)
-    pca = PCA(k=components, inputCol=FEATURES, outputCol="__pca").fit(labelled)
+    components = pca.getK()
     sampled = labelled.sampleBy(CLUSTER, _chart_sample_fractions(sizes), seed)
     pcs = vector_to_array(F.col("__pca"))
     keep = [F.col("segment"), F.col("segment_name")]

@@ -33,6 +33,8 @@ SEGMENTS = "segments.csv"
 MIX = "categorical_mix.csv"
 SAMPLE = "chart_sample.parquet"
 ASSIGNMENTS = "assignments.parquet"
+SWEEP_TABLE = "sweep.csv"
+SPLITS = "splits.csv"
 FORMULA_START = r"^[=+\-@\t\r]"
 
 
@@ -88,6 +90,7 @@ def write_results(
     rows_out: int,
     timings: dict[str, float],
     progress: Callable[[float, str], None],
+    extra: Mapping | None = None,
 ) -> dict:
     """Write every output of a run into `out_dir` atomically and return the manifest."""
     start = time.perf_counter()
@@ -136,6 +139,7 @@ def write_results(
                 ),
                 "timings": timings,
                 "versions": {**engine_info(spark), "python": platform.python_version()},
+                **(extra or {}),
                 "files": {
                     "customers": CUSTOMERS,
                     "segments": SEGMENTS,
@@ -167,6 +171,11 @@ class Results:
     @property
     def features(self) -> list[str]:
         return list(self.manifest["features"])
+
+    @property
+    def k(self) -> int:
+        """The k of this segmentation (one k of a sweep, or the single run's)."""
+        return int(self.manifest.get("sweep_k") or self.manifest["params"]["k"])
 
     @property
     def roles(self) -> dict[str, str]:
@@ -232,4 +241,45 @@ def load_results(out_dir: str | Path) -> Results:
         segments=pd.read_csv(out_dir / SEGMENTS, keep_default_na=False, na_values=[""]),
         sample=pd.read_parquet(out_dir / SAMPLE),
         mix=mix,
+    )
+
+
+def k_folder(k: int) -> str:
+    """Name of the results folder of one k inside a sweep."""
+    return f"k={k}"
+
+
+@dataclass
+class Sweep:
+    """A k sweep as the app shows it: per-k figures, the suggestion and how segments split."""
+
+    out_dir: Path
+    manifest: dict
+    table: pd.DataFrame
+    splits: pd.DataFrame
+
+    @property
+    def ks(self) -> list[int]:
+        return [int(k) for k in self.manifest["k_values"]]
+
+    @property
+    def suggested_k(self) -> int:
+        return int(self.manifest["suggested_k"])
+
+    def folder(self, k: int) -> Path:
+        """The ordinary results folder of one k."""
+        return self.out_dir / k_folder(k)
+
+
+def load_sweep(out_dir: str | Path) -> Sweep | None:
+    """A sweep's summary, or None when the folder holds a single segmentation."""
+    out_dir = Path(out_dir)
+    manifest = json.loads((out_dir / MANIFEST).read_text())
+    if manifest.get("kind") != "sweep":
+        return None
+    return Sweep(
+        out_dir=out_dir,
+        manifest=manifest,
+        table=pd.read_csv(out_dir / SWEEP_TABLE),
+        splits=pd.read_csv(out_dir / SPLITS),
     )

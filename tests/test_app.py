@@ -110,7 +110,7 @@ def test_renamed_segments_are_kept_and_exported():
     at.text_input[0].set_value("Our best customers")
     next(b for b in at.get("form_submit_button")).click().run()
     assert not at.exception
-    assert ui.services().store.get(job.id).segment_names[1] == "Our best customers"
+    assert ui.services().store.get(job.id).segment_names[4][1] == "Our best customers"
     results = ui.results_of(ui.services().store.get(job.id))
     exported = ui.customers_csv(results).decode()
     assert "Our best customers" in exported
@@ -154,3 +154,36 @@ def test_upload_then_start_queues_a_job_with_the_chosen_settings():
     assert job.original_name == "shop.csv" and job.params["k"] == 3
     assert job.params["features"] == ["Age", "Spend", "Recency", "Frequency"]
     assert wait_for(job.id).state.value == "succeeded"
+
+
+def test_switching_k_of_a_sweep_redraws_results_without_a_spark_job(spark, tmp_path):
+    import ui
+    from segmentation.pipeline import SegmentationParams
+    from tests.helpers import synthetic_csv
+
+    path = tmp_path / "sweep.csv"
+    synthetic_csv(path, n=500, segments=3, seed=8)
+    job = ui.start_job(path, "sweep.csv", SegmentationParams(k_range=(2, 4)))
+    assert wait_for(job.id).state.value == "succeeded"
+
+    at = app()
+    at.session_state["job_id"] = job.id
+    at.run()
+    at.switch_page("pages/results.py").run()
+    assert not at.exception
+    suggested = ui.sweep_of(ui.services().store.get(job.id).result_dir).suggested_k
+    assert {m.label: m.value for m in at.metric}["Segments"] == str(suggested)
+    other = 2 if suggested != 2 else 3
+
+    tracker = spark.sparkContext.statusTracker()
+    jobs_before = len(tracker.getJobIdsForGroup())
+    at.select_slider[0].set_value(other).run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Segments"] == str(other)
+    assert len(tracker.getJobIdsForGroup()) == jobs_before  # no Spark job ran
+    assert ui.services().store.get(job.id).chosen_k == other  # remembered with the job
+
+    at.switch_page("pages/visualization.py").run()
+    assert not at.exception
+    assert at.select_slider[0].value == other
+    assert len(at.get("plotly_chart")) >= 10  # the sweep adds metric and split charts

@@ -102,7 +102,7 @@ def sweep() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "k": [2, 3, 4, 5, 6],
-            "wssse": [900.0, 610.0, 380.0, 350.0, 330.0],
+            "within_ss": [900.0, 610.0, 380.0, 350.0, 330.0],
             "silhouette": [0.41, 0.47, 0.55, np.nan, 0.38],
             "calinski_harabasz": [310.0, 360.0, 420.0, 390.0, 350.0],
             "davies_bouldin": [1.10, 0.95, 0.70, 0.85, 0.99],
@@ -316,7 +316,7 @@ def test_titles_speak_the_analysts_language(figures):
         assert fig.layout.title.text, key
         layout = json.dumps(fig.to_plotly_json()["layout"].get("annotations", []))
         layout += fig.layout.title.text
-        assert "_z" not in layout and "wssse" not in layout, key
+        assert "_z" not in layout and "within_ss" not in layout, key
     assert figures["sweep"].layout.xaxis.title.text == "Number of segments (k)"
 
 
@@ -376,3 +376,25 @@ def test_charts_never_import_streamlit():
         for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module)])
     }
     assert "streamlit" not in imported
+
+
+def test_segment_splits_links_each_k_to_the_next_in_segment_colours():
+    splits = pd.DataFrame(
+        {
+            "k": [2, 2, 2, 3, 3, 3],
+            "source": [1, 2, 2, 1, 2, 3],
+            "target": [1, 2, 3, 1, 2, 3],
+            "count": [40, 35, 25, 40, 35, 25],
+        }
+    )
+    names = {2: {1: "Champions", 2: "Others"}, 3: {1: "Champions", 2: "Loyal", 3: "New"}}
+    fig = charts.segment_splits(splits, names)
+    sankey = fig.data[0]
+    assert list(sankey.link.value) == [40, 35, 25, 40, 35, 25]
+    assert "k=3 · 2 · Loyal" in sankey.node.label
+    assert len(sankey.node.label) == 2 + 3 + 3
+    first = list(sankey.node.label).index("k=2 · 1 · Champions")
+    assert sankey.node.color[first] == charts.segment_color(1)
+    fig.to_json()
+    with pytest.raises(ValueError):
+        charts.segment_splits(splits.iloc[0:0], names)

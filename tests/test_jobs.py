@@ -101,14 +101,16 @@ def test_create_get_list_messages_round_trip(store, upload):
     summary = {"rows": 30, "k": 3, "silhouette": 0.61}
     assert store.mark_succeeded(job.id, result_dir, summary, {"loading": 0.5, "clustering": 1.25})
     assert not store.update_progress(job.id, "late", 0.5, "ignored once finished")
-    assert store.set_segment_names(job.id, {1: " Loyal big spenders ", 2: "", 3: "Newcomers"})
+    assert store.set_segment_names(job.id, 3, {1: " Loyal big spenders ", 2: "", 3: "Newcomers"})
+    assert store.set_chosen_k(job.id, 3)
 
     done = store.get(job.id)
     assert done.state == JobState.SUCCEEDED and not done.is_active
     assert done.result_dir == str(result_dir)
     assert done.summary == summary
     assert done.timings == {"loading": 0.5, "clustering": 1.25}
-    assert done.segment_names == {1: "Loyal big spenders", 3: "Newcomers"}
+    assert done.segment_names == {3: {1: "Loyal big spenders", 3: "Newcomers"}}
+    assert done.chosen_k == 3
     assert done.created_at <= done.started_at <= done.finished_at
     assert done.duration == (done.finished_at - done.started_at).total_seconds()
 

@@ -1,0 +1,130 @@
+"""The k explorer: one prepared table, every k fitted, a suggestion with its reason."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from segmentation.pipeline import SegmentationParams, run_segmentation
+from segmentation.results import load_results, load_sweep
+from segmentation.sweep import adjusted_rand, knee, run_sweep, suggest
+from tests.helpers import ROOT, synthetic_csv
+
+
+@pytest.fixture(scope="module")
+def sweep(spark, tmp_path_factory):
+    """A sweep k=2..6 over 2,000 customers in 4 well-separated latent segments."""
+    folder = tmp_path_factory.mktemp("sweep")
+    path = folder / "customers.csv"
+    synthetic_csv(path, n=2000, segments=4, seed=21)
+    events = []
+    result = run_sweep(
+        spark,
+        str(path),
+        SegmentationParams(k_range=(2, 6), stability_seeds=1),
+        folder / "out",
+        progress=lambda *e: events.append(e),
+    )
+    return path, result, events
+
+
+def test_four_segments_are_suggested_with_a_reason(sweep):
+    _, result, _ = sweep
+    assert result.manifest["suggested_k"] == 4
+    assert result.manifest["suggestion"].startswith("k=4 has the best silhouette")
+    assert list(result.table["k"]) == [2, 3, 4, 5, 6]
+
+
+def test_progress_says_which_k_runs_and_how_many_are_left(sweep):
+    _, _, events = sweep
+    messages = [m for stage, _, m in events if stage == "clustering"]
+    assert any("k=4: fitting (3 of 5, 2 left)" in m for m in messages)
+
+
+def test_per_k_metrics_match_a_single_run_with_the_same_k_and_seed(spark, sweep, tmp_path):
+    path, result, _ = sweep
+    single = run_segmentation(spark, str(path), SegmentationParams(k=5), tmp_path / "single")
+    row = result.table.set_index("k").loc[5]
+    for name in ("silhouette", "calinski_harabasz", "davies_bouldin", "within_ss"):
+        assert row[name] == pytest.approx(single.manifest["metrics"][name], rel=1e-9), name
+    per_k = load_results(result.out_dir / "k=5")
+    pd.testing.assert_frame_equal(per_k.segments, single.segments)
+
+
+def test_results_folders_for_every_k_and_the_summary(sweep):
+    _, result, _ = sweep
+    loaded = load_sweep(result.out_dir)
+    assert loaded.ks == [2, 3, 4, 5, 6] and loaded.suggested_k == 4
+    for k in loaded.ks:
+        per_k = load_results(loaded.folder(k))
+        assert per_k.k == k and len(per_k.segments) == k
+        assert (loaded.folder(k) / "customers.csv").exists()
+    splits = loaded.splits
+    assert set(splits["k"]) == {2, 3, 4, 5}
+    for k, group in splits.groupby("k"):
+        assert group["count"].sum() == 2000, k
+    assert {"ari_mean", "silhouette_min", "silhouette_max"} <= set(loaded.table.columns)
+    assert loaded.table.set_index("k").loc[4, "ari_mean"] > 0.95  # k=4 holds across seeds
+    assert load_sweep(loaded.folder(4)) is None
+
+
+def test_knee_finds_the_bend():
+    assert knee([2, 3, 4, 5, 6, 7], [1000, 600, 200, 180, 165, 150]) == 4
+    assert knee([2, 3], [10, 5]) == 2
+
+
+def test_disagreement_is_said_not_hidden():
+    table = pd.DataFrame(
+        {
+            "k": [2, 3, 4, 5],
+            "within_ss": [100.0, 40.0, 30.0, 25.0],
+            "silhouette": [0.5, 0.6, 0.7, 0.4],
+            "calinski_harabasz": [10.0, 30.0, 20.0, 15.0],
+            "tiny_segment": [False, False, False, True],
+        }
+    )
+    k, reason, opinions = suggest(table)
+    assert k == 4
+    assert opinions == {"elbow": 3, "silhouette": 4, "calinski_harabasz": 3}
+    assert "points to k=3" in reason and "k=5 produce a segment under 1%" in reason
+
+
+def test_adjusted_rand_matches_scikit_learn():
+    a = [0, 0, 1, 1, 2, 2, 2, 0]
+    b = [1, 1, 0, 0, 2, 2, 0, 1]
+    counts = pd.DataFrame({"a": a, "b": b}).value_counts().rename("n").reset_index()
+    assert adjusted_rand(counts) == pytest.approx(adjusted_rand_score(a, b))
+
+
+def test_command_line_sweep(tmp_path):
+    path = tmp_path / "c.csv"
+    synthetic_csv(path, n=600, segments=3, seed=4)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "segmentation",
+            "run",
+            str(path),
+            "--k-range",
+            "2-4",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "sweep" and manifest["k_values"] == [2, 3, 4]
+    assert [row["k"] for row in manifest["sweep"]] == [2, 3, 4]
+    assert f"suggested k={manifest['suggested_k']}" in done.stdout
+    assert (out / "k=3" / "segments.csv").exists()
