@@ -166,7 +166,19 @@ def radar(segments: pd.DataFrame, features: Sequence[str]) -> go.Figure:
                 hovertemplate="<b>%{fullData.name}</b><br>%{theta}: %{r:.2f}<extra></extra>",
             )
         )
-    fig.update_polars(radialaxis_title_text=Z_LABEL, radialaxis_angle=90, bgcolor="white")
+    # Spokes at 180/n + k·360/n degrees leave the horizontal radial axis between two of them, so
+    # its ticks and title cross no feature's spoke or label (and stay readable, not rotated).
+    fig.update_polars(
+        angularaxis_rotation=180 / len(features),
+        radialaxis={
+            "title_text": Z_LABEL,
+            "angle": 0,
+            "tickangle": 0,
+            "nticks": 5,
+            "side": "counterclockwise",  # ticks above the axis, the title clear above them
+        },
+        bgcolor="white",
+    )
     return _finish(fig, "Segment shapes across features", height=520)
 
 
@@ -216,8 +228,11 @@ def feature_distributions(
         categoryarray=labels,
         tickvals=labels,
         ticktext=[str(number) for number, _, _ in groups],
-        title_text="Segment",
     )
+    # Only the lowest plot of each column names its axis: a title between two rows would run
+    # into the subplot title below it.
+    for index in range(max(0, len(features) - cols), len(features)):
+        fig.update_xaxes(title_text="Segment", row=index // cols + 1, col=index % cols + 1)
     title = "Feature distributions by segment" + (" (violins)" if kind == "violin" else "")
     return _finish(fig, title, height=80 + 300 * rows)
 
@@ -277,7 +292,11 @@ def rfm_scatter_3d(sample: pd.DataFrame, roles: Mapping[str, str]) -> go.Figure 
             )
         )
     fig.update_scenes(
-        xaxis_title_text=titles[0], yaxis_title_text=titles[1], zaxis_title_text=titles[2]
+        xaxis_title_text=titles[0],
+        yaxis_title_text=titles[1],
+        zaxis_title_text=titles[2],
+        # A little further out and lower than Plotly's default view, so no tick label is cut off.
+        camera_eye={"x": 1.6, "y": 1.6, "z": 1.0},
     )
     return _finish(fig, "Recency, frequency and spend by segment", height=640)
 
@@ -484,6 +503,8 @@ def _finish(fig: go.Figure, title: str, height: int) -> go.Figure:
         margin={"l": 60, "r": 30, "t": 80, "b": 50},
         font={"size": 13},
         hoverlabel={"font_size": 12},
+        # Legend symbols at a readable size even where markers are tiny (3-D, scatter matrix).
+        legend_itemsizing="constant",
     )
     # Long segment names push the plot over rather than being cut off.
     fig.update_xaxes(automargin=True)

@@ -26,7 +26,7 @@ from segmentation.errors import InputError
 from segmentation.profiles import SegmentProfile, name_segments, order_key, profiles_frame
 from segmentation.reading import Table, number_expr, read_table
 from segmentation.results import write_results
-from segmentation.validation import ValidationReport, validate
+from segmentation.validation import ValidationReport, feature_columns, validate
 
 ProgressCallback = Callable[[str, float, str], None]
 
@@ -45,6 +45,7 @@ _WEIGHTS = dict(zip(STAGES, (0.03, 0.17, 0.15, 0.02, 0.05, 0.25, 0.13, 0.08, 0.1
 OUTLIER_POLICIES = ("cap", "remove", "none")
 MIN_K, MAX_K = 2, 30
 CHART_SAMPLE_ROWS = 5000
+PCA_SAMPLE_ROWS = 20_000
 RESTARTS = 3  # KMeans initialisations per k; the best (lowest cost) is kept
 CLUSTER = "__cluster"
 RAW_VECTOR = "__raw"
@@ -151,7 +152,10 @@ def _quoted(column: str) -> Column:
 
 
 def _prepare(table: Table, report: ValidationReport, params: SegmentationParams):
-    """Impute medians, treat outliers, log-transform: the expressions, not yet run."""
+    """Impute medians, treat outliers, log-transform: the expressions, not yet run.
+
+    Feature values come parsed from the cached table (`__n<column>`), so no text is parsed twice.
+    """
     df = table.df
     value_cols, model_cols, outlier_flags, notes = [], [], [], []
     logged = {
@@ -163,7 +167,11 @@ def _prepare(table: Table, report: ValidationReport, params: SegmentationParams)
     select = [_quoted(c) for c in table.columns]
     for i, column in enumerate(report.features):
         p = report.profiles[column]
-        value = F.coalesce(number_expr(df, column), F.lit(float(p.median)))
+        parsed = _number_column(column)
+        value = F.coalesce(
+            F.col(parsed) if parsed in df.columns else number_expr(df, column),
+            F.lit(float(p.median)),
+        )
         iqr = p.q3 - p.q1
         low, high = p.q1 - 1.5 * iqr, p.q3 + 1.5 * iqr
         if params.outliers != "none" and iqr > 0:
@@ -198,6 +206,11 @@ def _prepare(table: Table, report: ValidationReport, params: SegmentationParams)
     if params.log_features and not logged:
         notes.append("No chosen feature matched the columns to log-transform.")
     return prepared, value_cols, inputs, [c for c, _ in outlier_flags], sorted(logged), notes
+
+
+def _number_column(column: str) -> str:
+    """Name of the cached, parsed-as-number copy of an input column."""
+    return f"__n_{column}"
 
 
 def _chart_sample_fractions(sizes: Mapping[int, int]) -> dict[int, float]:
@@ -263,23 +276,29 @@ def prepare(
     spark: SparkSession, source: str, params: SegmentationParams, tracker: Progress, min_k: int
 ) -> PreparedData:
     """Loading to scaling: read, validate, clean, assemble and standardize; cache the result."""
-    with tracker.stage("loading", "Reading the file"):
-        table = read_table(spark, source)
-
-    with tracker.stage("validating", "Checking columns and values"):
-        report = validate(table, min_k, params.features, params.column_mapping)
-        report.raise_for_errors()
-        tracker.report(1.0, f"{report.rows:,} customers, {len(report.features)} features")
-
-    with tracker.stage("preprocessing", "Filling missing values and treating outliers"):
-        prepared, value_cols, inputs, flagged, logged, notes = _prepare(table, report, params)
-
     cached: list[DataFrame] = []
     try:
+        with tracker.stage("loading", "Reading the file"):
+            table = read_table(spark, source)
+            # One read of the file: the validation pass also fills this cache, which holds the
+            # input as read plus each feature parsed as a number, for every later stage.
+            chosen = feature_columns(table.columns, params.features, params.column_mapping)
+            parsed = table.df.select(
+                "*", *[number_expr(table.df, c).alias(_number_column(c)) for c in chosen]
+            ).cache()
+            cached.append(parsed)
+            table = Table(parsed, table.path, table.format, names=table.columns)
+
+        with tracker.stage("validating", "Checking columns and values"):
+            report = validate(table, min_k, params.features, params.column_mapping)
+            report.raise_for_errors()
+            tracker.report(1.0, f"{report.rows:,} customers, {len(report.features)} features")
+
+        with tracker.stage("preprocessing", "Filling missing values and treating outliers"):
+            prepared, value_cols, inputs, flagged, logged, notes = _prepare(table, report, params)
+
         with tracker.stage("features", "Assembling the feature vectors"):
             assembled = VectorAssembler(inputCols=inputs, outputCol=RAW_VECTOR).transform(prepared)
-            assembled = assembled.cache()
-            cached.append(assembled)
             counts = assembled.agg(
                 F.count(F.lit(1)).alias("rows"),
                 *[F.sum(F.col(f"__o{j}").cast("int")).alias(f"o{j}") for j in range(len(flagged))],
@@ -407,9 +426,14 @@ def describe(
     )
 
 
-def fit_pca(data: PreparedData):
-    """2-D/3-D principal components of the scaled features, for the customer-space charts."""
-    return PCA(k=min(3, data.dims), inputCol=FEATURES, outputCol="__pca").fit(data.scaled)
+def fit_pca(data: PreparedData, seed: int = 42):
+    """2-D/3-D principal components of the scaled features, for the customer-space charts.
+
+    Fitted on a random sample of at most ~20,000 customers: plenty for two or three axes.
+    """
+    fraction = min(1.0, PCA_SAMPLE_ROWS / max(data.rows_out, 1))
+    sample = data.scaled if fraction == 1.0 else data.scaled.sample(fraction=fraction, seed=seed)
+    return PCA(k=min(3, data.dims), inputCol=FEATURES, outputCol="__pca").fit(sample)
 
 
 def save(
@@ -467,7 +491,13 @@ def run_segmentation(
             seg = describe(data, clustered, stats, quality)
         with tracker.stage("saving", "Writing the results"):
             manifest = save(
-                data, seg, fit_pca(data), params, out_dir, tracker.timings, tracker.report
+                data,
+                seg,
+                fit_pca(data, params.seed),
+                params,
+                out_dir,
+                tracker.timings,
+                tracker.report,
             )
         manifest["timings"] = dict(tracker.timings)
         return SegmentationResult(out_dir=out_dir, manifest=manifest, segments=seg.segments)

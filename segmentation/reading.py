@@ -56,10 +56,11 @@ class Table:
     df: DataFrame
     path: str
     format: SourceFormat
+    names: list[str] | None = None  # the input's columns when df carries helper columns too
 
     @property
     def columns(self) -> list[str]:
-        return list(self.df.columns)
+        return list(self.names) if self.names is not None else list(self.df.columns)
 
 
 def _local_path(path: str) -> Path | None:
@@ -182,7 +183,9 @@ def read_table(spark: SparkSession, path: str) -> Table:
     """Load a CSV (every column as text, cleaned later) or Parquet file as a Spark DataFrame."""
     fmt = sniff(path)
     local = _local_path(path)
-    location = str(local) if local is not None else path
+    # Absolute: a Spark Connect server or cluster resolves relative paths against its own
+    # working directory, not this process's.
+    location = str(local.absolute()) if local is not None else path
     if fmt.kind == "parquet":
         try:
             df = spark.read.parquet(location)
@@ -235,10 +238,12 @@ def number_expr(df: DataFrame, column: str) -> Column:
     if is_numeric_type(data_type):
         value = col.cast("double")
     else:
+        # Plain numbers take the fast cast; only the rest pay for the regular expressions.
         text = F.regexp_replace(F.trim(col.cast("string")), r"[\s$€£¥%\u00a0]", "")
         thousands = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"
         text = F.when(text.rlike(thousands), F.regexp_replace(text, ",", "")).otherwise(text)
-        value = F.when(text.rlike(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"), text.cast("double"))
+        number = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+        value = F.coalesce(col.try_cast("double"), F.when(text.rlike(number), text.cast("double")))
     finite = ~F.isnan(value) & (F.abs(value) < F.lit(float("inf")))
     return F.when(finite, value)
 

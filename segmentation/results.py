@@ -110,6 +110,8 @@ def write_results(
         progress(0.8, "Writing profiles and the chart sample")
         segments.to_csv(partial / SEGMENTS, index=False)
         mix.to_csv(partial / MIX, index=False)
+        sample = sample.copy(deep=False)
+        sample.attrs = {}  # Spark Connect's toPandas() keeps query metrics here; not JSON
         sample.to_parquet(partial / SAMPLE, index=False)
         timings = {**timings, "saving": round(time.perf_counter() - start, 3)}
         manifest = jsonable(

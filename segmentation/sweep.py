@@ -218,7 +218,7 @@ def run_sweep(
             )
 
         with tracker.stage("profiling", "Preparing the charts"):
-            pca = pipeline.fit_pca(data)
+            pca = pipeline.fit_pca(data, params.seed)
 
         with tracker.stage("saving", "Writing the results of every k"):
             for index, k in enumerate(ks):

@@ -148,7 +148,7 @@ class ColumnProfile:
     negatives: int
     minimum: float | None
     maximum: float | None
-    distinct: int
+    distinct: int | None  # approximate; not counted for features
     q1: float | None = None
     median: float | None = None
     q3: float | None = None
@@ -235,6 +235,16 @@ class ValidationReport:
         return data
 
 
+def feature_columns(
+    columns: Sequence[str], features: Sequence[str] | None, overrides: Mapping[str, str] | None
+) -> list[str]:
+    """The input columns that the requested (or default) features name, as far as they exist."""
+    try:
+        return _resolve_features(features, columns, detect_mapping(columns, overrides))[0]
+    except InputError:  # a bad override: validate() reports it
+        return []
+
+
 def _resolve_features(
     requested: Sequence[str] | None, columns: Sequence[str], mapping: dict[str, str]
 ) -> tuple[list[str], list[Problem]]:
@@ -319,13 +329,14 @@ def validate(
             F.sum((number < 0).cast("int")).alias(f"n{i}"),
             F.min(number).alias(f"lo{i}"),
             F.max(number).alias(f"hi{i}"),
-            F.approx_count_distinct(f"r{i}").alias(f"d{i}"),
         ]
-        if column in chosen:
+        if column in chosen:  # features need quartiles; min and max show a constant column
             aggs += [
                 F.percentile_approx(number, [0.25, 0.5, 0.75], 10000).alias(f"q{i}"),
                 F.skewness(number).alias(f"s{i}"),
             ]
+        else:  # other columns: how many distinct values, to find categories
+            aggs.append(F.approx_count_distinct(f"r{i}").alias(f"d{i}"))
     try:
         stats = parsed.agg(*aggs).collect()[0]
     except Exception as exc:
@@ -354,7 +365,7 @@ def validate(
             negatives=stats[f"n{i}"] or 0,
             minimum=stats[f"lo{i}"],
             maximum=stats[f"hi{i}"],
-            distinct=stats[f"d{i}"],
+            distinct=stats[f"d{i}"] if f"d{i}" in stats.asDict() else None,
             q1=quartiles[0] if quartiles else None,
             median=quartiles[1] if quartiles else None,
             q3=quartiles[2] if quartiles else None,
@@ -486,7 +497,7 @@ def validate(
         for c in columns
         if profiles[c].kind == "text"
         and c != id_column
-        and 1 < profiles[c].distinct <= MAX_CATEGORIES
+        and 1 < (profiles[c].distinct or 0) <= MAX_CATEGORIES
     ]
     return ValidationReport(
         source=table.format.describe(),
