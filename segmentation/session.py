@@ -174,7 +174,8 @@ def build_session(settings: SparkSettings):
     if java_home:
         os.environ["JAVA_HOME"] = java_home
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    if settings.mode == "local":
+    submitted = launched_by_spark_submit()
+    if settings.mode == "local" and not submitted:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     conf = {
         "spark.app.name": "customer-segmentation",
@@ -185,11 +186,19 @@ def build_session(settings: SparkSettings):
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.shuffle.partitions": str(max(4, 2 * (os.cpu_count() or 2))),
         "spark.sql.session.timeZone": "UTC",
+        # A lean JVM for an interactive app: the serial collector and a capped code cache keep
+        # the driver's memory near its heap (G1 added hundreds of MB here), and our log settings.
+        "spark.driver.extraJavaOptions": (
+            "-XX:+UseSerialGC -XX:ReservedCodeCacheSize=128m "
+            f"-Dlog4j.configurationFile={Path(__file__).with_name('log4j2.properties').as_uri()}"
+        ),
         **settings.extra_conf,
     }
-    builder = SparkSession.builder.master(settings.master)
-    for key, value in conf.items():
-        builder = builder.config(key, value)
+    builder = SparkSession.builder
+    if not submitted:
+        builder = builder.master(settings.master)
+        for key, value in conf.items():
+            builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()
     except Exception as exc:
@@ -197,8 +206,20 @@ def build_session(settings: SparkSettings):
             f"Spark did not start ({settings.master}): {_first_line(exc)}",
             hint="Check SPARK_MASTER and that Java 17+ is installed. " + JAVA_HINT,
         ) from exc
+    if submitted:
+        # spark-submit's --master, --name and --conf stand (options given to the builder would
+        # override them); the session's SQL settings it left unset get our defaults.
+        given = spark.sparkContext.getConf()
+        for key, value in conf.items():
+            if key.startswith("spark.sql.") and not given.contains(key):
+                spark.conf.set(key, value)
     spark.sparkContext.setLogLevel(settings.log_level)
     return spark
+
+
+def launched_by_spark_submit() -> bool:
+    """True when spark-submit started this process: its JVM, master and settings already exist."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
 def get_spark(settings: SparkSettings | None = None):
@@ -210,7 +231,20 @@ def get_spark(settings: SparkSettings | None = None):
                 log.warning("The SparkSession stopped working; starting a new one.")
                 _stop_quietly(_session)
             _session = build_session(settings or SparkSettings.from_env())
+        _activate(_session)
         return _session
+
+
+def _activate(spark) -> None:
+    """Under Spark Connect, make `spark` the active session of the calling thread.
+
+    PySpark's ML wrappers (model summaries, for one) look the Connect session up per thread,
+    and the app uses the session from job threads, not the thread that started it.
+    """
+    if type(spark).__module__.startswith("pyspark.sql.connect"):
+        from pyspark import inheritable_thread_target
+
+        inheritable_thread_target(spark)(lambda: None)()
 
 
 def stop_spark() -> None:
@@ -238,6 +272,8 @@ def engine_info(spark) -> dict[str, str]:
         info["java_version"] = "on the server"
     else:
         info["master"] = spark.sparkContext.master
+        # The master the session runs on (spark-submit's --master may differ from SPARK_MASTER).
+        info["mode"] = "local" if info["master"].startswith("local") else "cluster"
         info["java_version"] = spark.sparkContext._jvm.java.lang.System.getProperty("java.version")
     return info
 
