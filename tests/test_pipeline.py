@@ -200,3 +200,25 @@ def test_params_are_checked():
         SegmentationParams(outliers="drop")
     params = SegmentationParams(k=5, features=["Age", "Spend"])
     assert SegmentationParams.from_dict(params.to_dict()) == params
+
+
+def test_spreadsheet_formulas_in_text_columns_are_neutralised(spark, tmp_path):
+    rows = [
+        {
+            "CustomerID": f"C{i}",
+            "Age": 20 + i,
+            "Spend": 10.0 * i,
+            "Recency": i,
+            "Frequency": i % 4,
+            "Note": '=HYPERLINK("http://x")' if i == 1 else ("@SUM(A1)" if i == 2 else "fine"),
+        }
+        for i in range(1, 13)
+    ]
+    path = tmp_path / "f.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    result = run_segmentation(spark, str(path), SegmentationParams(k=2), tmp_path / "o")
+    customers = pd.read_csv(result.out_dir / "customers.csv")
+    notes = dict(zip(customers["CustomerID"], customers["Note"], strict=True))
+    assert notes["C1"] == '\'=HYPERLINK("http://x")' and notes["C2"] == "'@SUM(A1)"
+    assert notes["C3"] == "fine"
+    assert customers.loc[customers["CustomerID"] == "C1", "Spend"].item() == 10.0
