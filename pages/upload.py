@@ -4,6 +4,7 @@ import streamlit as st
 
 import ui
 from segmentation.errors import SegmentationError
+from segmentation.locations import data_roots, resolve_location
 from segmentation.pipeline import MAX_K, MIN_K, OUTLIER_POLICIES, SegmentationParams
 from segmentation.validation import DEFAULT_FEATURE_ROLES, ROLE_LABELS
 
@@ -22,13 +23,27 @@ st.markdown(
     "Frequency are found under common names (e.g. `total_spend`, `days_since_last_order`); "
     "other columns such as Category or Region are kept and profiled."
 )
-uploaded = st.file_uploader("Customer table", type=["csv", "gz", "parquet", "txt", "tsv"])
-if uploaded is None:
-    st.stop()
-
+roots = data_roots()
+by_location = (
+    bool(roots)
+    and st.segmented_control(
+        "Data from", ["Upload a file", "A location the cluster reads"], default="Upload a file"
+    )
+    == "A location the cluster reads"
+)
 try:
-    path = ui.saved_upload(uploaded)
-    base = ui.validation(path, MIN_K, None, ())
+    if by_location:
+        st.caption(ui.plain("Allowed: " + ", ".join(roots)))
+        location = st.text_input("Dataset location", placeholder="s3a://bucket/exports/customers/")
+        if not location:
+            st.stop()
+        path, name = resolve_location(location, roots), location.rstrip("/").rsplit("/", 1)[-1]
+    else:
+        uploaded = st.file_uploader("Customer table", type=["csv", "gz", "parquet", "txt", "tsv"])
+        if uploaded is None:
+            st.stop()
+        path, name = ui.saved_upload(uploaded), uploaded.name
+    base = ui.validation(str(path), MIN_K, None, ())
 except SegmentationError as error:
     st.error(ui.plain(str(error)), icon=":material/error:")
     st.stop()
@@ -99,7 +114,9 @@ with st.container(border=True):
     )
 
 report = (
-    ui.validation(path, k, tuple(features), tuple(sorted(overrides.items()))) if features else None
+    ui.validation(str(path), k, tuple(features), tuple(sorted(overrides.items())))
+    if features
+    else None
 )
 
 st.subheader("Validation report")
@@ -114,7 +131,7 @@ else:
         st.success("No problems found.", icon=":material/check_circle:")
 with st.expander("Column details and preview"):
     st.dataframe(base.column_rows(), hide_index=True)
-    st.dataframe(ui.preview(path), hide_index=True)
+    st.dataframe(ui.preview(str(path)), hide_index=True)
 
 ready = report is not None and report.ok
 if st.button(
@@ -130,5 +147,5 @@ if st.button(
         k_range=k_range,
         stability_seeds=int(stability),
     )
-    ui.start_job(path, uploaded.name, params)
+    ui.start_job(path, name, params)
     st.switch_page(ui.MONITOR)

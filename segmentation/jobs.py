@@ -316,9 +316,12 @@ class JobStore:
         owner: str = "local",
     ) -> Job:
         """Record a new queued job; hand its id to a JobRunner to run it."""
-        path = Path(input_path).resolve()
-        if not path.is_file():
-            raise InputError(f"The input file {original_name or path.name} is not available.")
+        if "://" in str(input_path) and not str(input_path).startswith("file://"):
+            path = str(input_path)  # a cluster location: the cluster checks it when the job runs
+        else:
+            path = Path(str(input_path).removeprefix("file://")).resolve()
+            if not (path.is_file() or path.is_dir()):
+                raise InputError(f"The input {original_name or path.name} is not available.")
         job_id = new_id()
         with self._write() as conn:
             conn.execute(
@@ -500,7 +503,8 @@ class JobStore:
             raise SegmentationError(
                 "This job is still queued or running; it cannot be retried yet."
             )
-        if not Path(job.input_path).is_file():
+        local = "://" not in job.input_path
+        if local and not Path(job.input_path).exists():
             raise InputError(
                 f"The input file {job.original_name} of this job is no longer available.",
                 hint="Upload it again to start a new run.",

@@ -197,6 +197,9 @@ def read_table(spark: SparkSession, path: str) -> Table:
         renamed = clean_header(df.columns)
         df = df.toDF(*renamed)
         return Table(df=df, path=path, format=fmt)
+    if local is None:  # a cluster location (hdfs://, s3a://, ...): Spark reads the header itself
+        df = spark.read.options(header=True, quote='"', escape='"', mode="PERMISSIVE").csv(location)
+        return Table(df=df.toDF(*clean_header(df.columns)), path=path, format=fmt)
     if not fmt.header:
         raise InputError("The file has no header row.", hint="Add a first line naming the columns.")
     schema = T.StructType([T.StructField(name, T.StringType()) for name in fmt.header])

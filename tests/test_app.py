@@ -187,3 +187,27 @@ def test_switching_k_of_a_sweep_redraws_results_without_a_spark_job(spark, tmp_p
     assert not at.exception
     assert at.select_slider[0].value == other
     assert len(at.get("plotly_chart")) >= 10  # the sweep adds metric and split charts
+
+
+def test_dataset_location_is_read_only_under_the_allowed_roots(tmp_path, monkeypatch):
+    import ui
+
+    allowed = tmp_path / "shared"
+    allowed.mkdir()
+    (allowed / "customers.csv").write_bytes(SAMPLE.read_bytes())
+    monkeypatch.setenv("SEGMENTATION_DATA_ROOTS", str(allowed))
+    at = app().run()
+    at.switch_page("pages/upload.py").run()
+    at.get("button_group")[0].set_value("A location the cluster reads").run()
+    at.text_input[0].set_value("/etc/passwd").run()
+    assert not at.exception
+    assert any("outside the folders this app may read" in e.value for e in at.error)
+    before = len(ui.services().store.list())
+
+    at.text_input[0].set_value(str(allowed / "customers.csv")).run()
+    assert not at.exception and not at.error
+    button(at, "Start segmentation").click().run()
+    job = ui.services().store.list()[0]
+    assert len(ui.services().store.list()) == before + 1
+    assert job.input_path == str(allowed / "customers.csv") and job.original_name == "customers.csv"
+    assert wait_for(job.id).state.value == "succeeded"
