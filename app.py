@@ -6,16 +6,20 @@ import ui
 
 st.set_page_config(page_title="Customer Segmentation", page_icon=":material/groups:", layout="wide")
 
-page = st.navigation(
-    [
-        st.Page(ui.HOME, title="Home", icon=":material/home:", default=True),
-        st.Page(ui.UPLOAD, title="Upload", icon=":material/upload:"),
-        st.Page(ui.MONITOR, title="Job Monitor", icon=":material/monitoring:"),
-        st.Page(ui.RESULTS, title="Results", icon=":material/groups:"),
-        st.Page(ui.VISUALIZATION, title="Visualization", icon=":material/insights:"),
-        st.Page(ui.ABOUT, title="About", icon=":material/info:"),
-    ]
-)
+pages = [
+    st.Page(ui.HOME, title="Home", icon=":material/home:", default=True),
+    st.Page(ui.UPLOAD, title="Upload", icon=":material/upload:"),
+    st.Page(ui.MONITOR, title="Job Monitor", icon=":material/monitoring:"),
+    st.Page(ui.RESULTS, title="Results", icon=":material/groups:"),
+    st.Page(ui.VISUALIZATION, title="Visualization", icon=":material/insights:"),
+    st.Page(ui.ABOUT, title="About", icon=":material/info:"),
+]
+page = st.navigation(pages)
+ui.mark_framed()
+wanted = st.query_params.get("page")  # set by ui.require_frame for a deep link on a cold server
+if wanted:
+    del st.query_params["page"]
+    st.switch_page(next((p for p in pages if p.url_path == wanted), pages[0]))
 
 with st.sidebar:
     ui.engine_status()

@@ -34,6 +34,26 @@ STATE_ICONS = {
 }
 
 
+_framed = False  # True once app.py has run st.navigation in this process
+
+
+def mark_framed() -> None:
+    """Called by app.py after st.navigation: pages now run inside the app's frame."""
+    global _framed
+    _framed = True
+
+
+def require_frame(page_file: str) -> None:
+    """Send a page that runs without app.py through it, then back to the page.
+
+    On a freshly started server, a deep link (say /results) opened before anyone visited '/'
+    runs the page file alone, as Streamlit's old pages/ folder mode: no router, no page config,
+    no engine status. app.py reads the `page` query parameter and opens the page properly.
+    """
+    if not _framed:
+        st.switch_page("app.py", query_params={"page": Path(page_file).stem})
+
+
 @dataclass
 class Services:
     """One engine, job store and runner per process, shared by every browser session."""
@@ -70,7 +90,7 @@ def owner() -> str:
     return "local"
 
 
-def start_job(input_path: Path, original_name: str, params: SegmentationParams) -> Job:
+def start_job(input_path: Path | str, original_name: str, params: SegmentationParams) -> Job:
     """Queue a segmentation job and remember it as the one this visitor follows."""
     svc = services()
     job = svc.store.create(input_path, original_name, params.to_dict(), owner=owner())
@@ -86,6 +106,19 @@ def start_sample_job() -> Job:
 
 def engine_status() -> None:
     """Sidebar: whether Spark is starting, ready (mode, master, version) or failed (what to do)."""
+    if services().engine.state == "starting":
+        _engine_status_until_started()
+    else:
+        _show_engine_status()
+
+
+@st.fragment(run_every=2.0)
+def _engine_status_until_started() -> None:
+    """Redrawn every 2 s, so 'starting…' does not stay on screen after the engine is up."""
+    _show_engine_status()
+
+
+def _show_engine_status() -> None:
     engine = services().engine
     if engine.state == "starting":
         st.caption(":material/hourglass_top: Spark engine starting…")
@@ -192,18 +225,18 @@ def saved_upload(uploaded) -> Path:
 
 @st.cache_data(show_spinner="Checking the file with Spark…", max_entries=64)
 def validation(
-    path: Path, k: int, features: tuple[str, ...] | None, overrides: tuple[tuple[str, str], ...]
+    path: str, k: int, features: tuple[str, ...] | None, overrides: tuple[tuple[str, str], ...]
 ) -> ValidationReport:
     """The validation report for these settings (cached: the file under `path` never changes)."""
     spark = services().engine.session()
-    return validate(read_table(spark, str(path)), k, features, dict(overrides))
+    return validate(read_table(spark, path), k, features, dict(overrides))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def preview(path: Path, rows: int = 20):
+def preview(path: str, rows: int = 20):
     """The first rows of an uploaded table, as read (text columns unparsed)."""
     spark = services().engine.session()
-    return read_table(spark, str(path)).df.limit(rows).toPandas()
+    return read_table(spark, path).df.limit(rows).toPandas()
 
 
 def customers_csv(results: Results) -> bytes:

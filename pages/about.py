@@ -9,6 +9,7 @@ import ui
 from segmentation.jobs import workspace_dir
 from segmentation.pipeline import STAGES
 
+ui.require_frame(__file__)
 st.title("About")
 st.markdown(
     "This dashboard groups customers into segments with **KMeans clustering on Apache Spark**, "

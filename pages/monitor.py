@@ -9,6 +9,7 @@ from segmentation.errors import SegmentationError
 from segmentation.jobs import JobState, stage_durations
 from segmentation.pipeline import STAGES
 
+ui.require_frame(__file__)
 st.title("Job Monitor")
 
 

@@ -5,8 +5,8 @@ import json
 import streamlit as st
 
 import ui
-from segmentation.results import CUSTOMERS, SEGMENTS
 
+ui.require_frame(__file__)
 st.title("Segmentation results")
 job = ui.pick_finished_job("results-job")
 if job is None:
@@ -61,7 +61,6 @@ st.dataframe(results.profile_table(), hide_index=True)
 
 st.subheader("Downloads")
 left, middle, right = st.columns(3)
-out = results.out_dir
 left.download_button(
     "Customers with segments (CSV)",
     data=lambda: ui.customers_csv(results),
@@ -83,4 +82,3 @@ right.download_button(
     mime="application/json",
     icon=":material/download:",
 )
-st.caption(ui.plain(f"Files of this run: {out / CUSTOMERS}, {out / SEGMENTS}"))

@@ -5,6 +5,7 @@ import streamlit as st
 import ui
 from segmentation import charts
 
+ui.require_frame(__file__)
 st.title("Visualization")
 job = ui.pick_finished_job("viz-job")
 if job is None:

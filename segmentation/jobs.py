@@ -269,7 +269,8 @@ class JobStore:
             suffix = f".{suffix}"
         if suffix and not _SUFFIX.match(suffix):
             raise InputError(f"'{suffix}' is not a file type the app can read.")
-        target = self.uploads / f"{new_id()}{suffix}"
+        # A fixed first letter: Spark skips input files whose names start with '_' or '.'.
+        target = self.uploads / f"u{new_id()}{suffix}"
         partial = self.uploads / f".{target.name}.partial"
         try:
             with open(partial, "wb") as out:

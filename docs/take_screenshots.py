@@ -1,0 +1,97 @@
+"""Take the documentation's screenshots from a real run of the sample data.
+
+Starts the app on a free port with a throw-away workspace (the same startup as the browser
+tests), uploads sample_data/sample_customers.csv, runs it and saves one full-page PNG per page
+at a 1366 px laptop width:
+
+    python docs/take_screenshots.py [--out docs/screenshots]
+
+Needs Debian's Chromium (`apt-get install chromium`); emoji in tables need fonts-noto-color-emoji.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+from tests.browser import (  # noqa: E402
+    JOB_TIMEOUT_MS,
+    SAMPLE_CUSTOMERS,
+    app_server,
+    full_page_screenshot,
+    launch_chromium,
+    nav,
+    new_page,
+    open_page,
+    running_progress,
+    start_segmentation,
+    upload,
+    wait_for_done,
+    wait_for_report,
+)
+
+MAX_BYTES = 400_000
+
+
+def shot(page: Page, out: Path, name: str) -> None:
+    size = full_page_screenshot(page, out / name)
+    note = "  (over the 400 kB budget)" if size > MAX_BYTES else ""
+    print(f"{name}: {size / 1000:.0f} kB{note}")
+
+
+def take(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="screenshots-") as workspace,
+        app_server(Path(workspace)) as server,
+        sync_playwright() as playwright,
+    ):
+        browser = launch_chromium(playwright)
+        page = new_page(browser)
+
+        # Enter through the front door: the first page a new server serves decides its routing.
+        open_page(page, server, "", "Customer Segmentation Dashboard")
+        nav(page, "Upload", "Upload customer data")
+        upload(page, SAMPLE_CUSTOMERS)
+        wait_for_report(page)
+        # The sidebar's engine status catches up within seconds once Spark has answered.
+        expect(page.get_by_test_id("stSidebar")).to_contain_text("ready", timeout=JOB_TIMEOUT_MS)
+        shot(page, out, "upload.png")
+
+        start_segmentation(page)
+        running_progress(page, SAMPLE_CUSTOMERS.name)
+        shot(page, out, "monitor-running.png")
+        wait_for_done(page)
+        shot(page, out, "monitor.png")
+
+        nav(page, "Results", "Segmentation results")
+        expect(page.get_by_test_id("stMetricValue")).to_have_count(5)
+        shot(page, out, "results.png")
+
+        nav(page, "Visualization", "Visualization")
+        page.get_by_role("tab", name="Profiles").click()
+        charts = page.get_by_role("tabpanel").locator(".js-plotly-plot .main-svg")
+        expect(charts.first).to_be_visible(timeout=JOB_TIMEOUT_MS)
+        shot(page, out, "visualization.png")
+
+        nav(page, "Home", "Customer Segmentation Dashboard")
+        expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+        shot(page, out, "home.png")
+        browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    take(parser.parse_args().out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""Start the app and a headless Chromium for the browser tests and the screenshot script.
+
+The app runs as a real `streamlit run app.py` subprocess in its own process group (so it and
+its Spark JVM can be stopped together); the browser is Debian's Chromium, never a downloaded one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from playwright.sync_api import Browser, Locator, Page, Playwright, expect
+
+from segmentation.pipeline import STAGES
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_CUSTOMERS = ROOT / "sample_data" / "sample_customers.csv"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+MISSING_CHROMIUM = f"{CHROMIUM} not found: install it with `apt-get install chromium`."
+LAPTOP = {"width": 1366, "height": 900}
+
+# Spark jobs take 10-40 s on two idle cores (minutes when the machine is busy); the first one
+# also waits for the engine to start. Every wait is bounded by one of these.
+SERVER_START_TIMEOUT = 90.0
+PAGE_TIMEOUT_MS = 30_000
+JOB_TIMEOUT_MS = 240_000
+
+# expect() waits 5 s by default; a busy two-core machine needs longer for a page to settle.
+expect.set_options(timeout=PAGE_TIMEOUT_MS)
+
+EXCEPTION = '[data-testid="stException"]'
+UPLOAD_INPUT = '[data-testid="stFileUploaderDropzoneInput"]'
+
+
+@dataclass(frozen=True)
+class AppServer:
+    """A running app: where to reach it and where it keeps its jobs and its log."""
+
+    url: str
+    workspace: Path
+    log: Path
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop the app and everything it started (the Spark JVM), politely and then firmly."""
+    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextmanager
+def app_server(workspace: Path) -> Iterator[AppServer]:
+    """Run `streamlit run app.py` on a free port with its own workspace until the block ends."""
+    workspace.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = workspace / "streamlit.log"
+    env = {
+        **os.environ,
+        "SEGMENTATION_HOME": str(workspace),
+        "SPARK_MASTER": "local[2]",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+    command = [
+        sys.executable, "-m", "streamlit", "run", "app.py",
+        "--server.port", str(port),
+        "--server.address", "127.0.0.1",
+        "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while not _healthy(url):
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"streamlit exited with {process.returncode}:\n{log.read_text()}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit not healthy after {SERVER_START_TIMEOUT:.0f} s")
+            time.sleep(0.25)
+        yield AppServer(url, workspace, log)
+    finally:
+        _stop(process)
+
+
+def launch_chromium(playwright: Playwright) -> Browser:
+    """Debian's headless Chromium (raises FileNotFoundError when it is not installed)."""
+    if not CHROMIUM.exists():
+        raise FileNotFoundError(MISSING_CHROMIUM)
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+    )
+
+
+def new_page(browser: Browser) -> Page:
+    """A fresh laptop-sized page (own context: own cookies, own Streamlit session)."""
+    context = browser.new_context(viewport=LAPTOP, device_scale_factor=1, accept_downloads=True)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    return context.new_page()
+
+
+def assert_no_exception(page: Page) -> None:
+    """No Streamlit exception box on the page (its text is the failure message if there is one)."""
+    errors = page.locator(EXCEPTION)
+    if errors.count():
+        raise AssertionError(f"Streamlit exception on {page.url}:\n{errors.first.inner_text()}")
+
+
+def open_page(page: Page, server: AppServer, path: str, title: str) -> None:
+    """Go to one of the app's pages by URL and wait until its title is drawn."""
+    page.goto(f"{server.url}/{path}")
+    wait_for_title(page, title)
+
+
+def nav(page: Page, link: str, title: str) -> None:
+    """Follow a sidebar navigation link and wait until the page's title is drawn."""
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=link).click()
+    wait_for_title(page, title)
+
+
+def wait_for_title(page: Page, title: str) -> None:
+    expect(page.get_by_role("heading", name=title, level=1)).to_be_visible()
+    wait_until_idle(page)
+    assert_no_exception(page)
+
+
+def wait_until_idle(page: Page, timeout_ms: int = JOB_TIMEOUT_MS) -> None:
+    """Wait until the script run is over and nothing on the page is greyed out as stale."""
+    expect(page.get_by_test_id("stApp")).to_have_attribute(
+        "data-test-script-state", "notRunning", timeout=timeout_ms
+    )
+    expect(page.locator('[data-stale="true"]')).to_have_count(0, timeout=timeout_ms)
+
+
+def upload(page: Page, file: Path | dict) -> None:
+    """Choose a file in the Upload page's file uploader (a path, or a name/mimeType/buffer dict)."""
+    page.locator(UPLOAD_INPUT).set_input_files(file)
+
+
+def wait_for_report(page: Page) -> None:
+    """Wait until the Upload page has checked the file with Spark and shows its report."""
+    expect(page.get_by_role("heading", name="Validation report")).to_be_visible(
+        timeout=JOB_TIMEOUT_MS
+    )
+    wait_until_idle(page)
+    assert_no_exception(page)
+
+
+def start_segmentation(page: Page) -> None:
+    """Press Start on the Upload page and wait for the Job Monitor it switches to."""
+    start = page.get_by_role("button", name="Start segmentation")
+    expect(start).to_be_enabled(timeout=JOB_TIMEOUT_MS)
+    start.click()
+    expect(page.get_by_role("heading", name="Job Monitor", level=1)).to_be_visible()
+    assert_no_exception(page)
+
+
+def active_job(page: Page, file_name: str) -> Locator:
+    """The Job Monitor's live status box of the active job on `file_name`."""
+    return page.get_by_test_id("stExpander").filter(has_text=f"{file_name}:")
+
+
+def running_progress(page: Page, file_name: str) -> int:
+    """Wait until the job on `file_name` is in one of the pipeline's stages; its progress in %."""
+    running = re.compile(rf"{re.escape(file_name)}: (?:{'|'.join(STAGES)}) \((\d+)%\)")
+    status = active_job(page, file_name).locator("summary")
+    expect(status).to_have_text(running, timeout=JOB_TIMEOUT_MS)
+    return int(running.search(status.inner_text()).group(1))
+
+
+def history_row(page: Page, file_name: str) -> Locator:
+    """The Job Monitor history's rows for `file_name` (the grid's accessible table)."""
+    return page.get_by_test_id("stDataFrame").locator("tbody tr").filter(has_text=file_name)
+
+
+def wait_for_done(page: Page) -> None:
+    """Wait on the Job Monitor until the job this browser session started has succeeded."""
+    expect(page.get_by_text("done in")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    assert_no_exception(page)
+
+
+def jobs(workspace: Path) -> list[dict]:
+    """The app's job table, newest first (read straight from its database, never changed)."""
+    database = workspace / "jobs.sqlite3"
+    if not database.exists():
+        return []
+    with closing(sqlite3.connect(database, timeout=30)) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute("SELECT * FROM jobs ORDER BY created_at DESC").fetchall()
+    return [dict(row) for row in rows]
+
+
+def choose_segmentation(page: Page, file_name: str) -> None:
+    """On Results or Visualization, pick the newest finished job on `file_name` if not shown."""
+    picker = page.get_by_role("combobox", name="Segmentation")
+    chosen = re.compile(rf"^{re.escape(file_name)} ·")
+    expect(picker).to_be_visible()
+    if chosen.search(picker.input_value()):
+        return
+    picker.click()
+    page.get_by_role("option", name=chosen).first.click()
+    expect(picker).to_have_value(chosen)
+    wait_until_idle(page)
+    assert_no_exception(page)
+
+
+def full_page_screenshot(page: Page, path: Path) -> int:
+    """A PNG of the whole page; returns its size in bytes.
+
+    Streamlit scrolls inside its main element, not the document, so Playwright's full_page alone
+    captures one viewport: the viewport is stretched to the content's height for the shot.
+    """
+    expect(page.get_by_test_id("stSkeleton")).to_have_count(0)  # lazily loaded widgets drawn
+    page.mouse.move(0, 0)  # no hover effects (header anchors, tooltips) in the picture
+    viewport = page.viewport_size
+    height = page.get_by_test_id("stMain").evaluate("main => main.scrollHeight")
+    page.set_viewport_size({"width": viewport["width"], "height": max(height, viewport["height"])})
+    wait_until_idle(page)
+    try:
+        page.screenshot(path=path, full_page=True, type="png", animations="disabled")
+    finally:
+        page.set_viewport_size(viewport)
+    return path.stat().st_size

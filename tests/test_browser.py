@@ -1,0 +1,247 @@
+"""The app end to end in a real Chromium: `streamlit run app.py`, real Spark jobs, real clicks.
+
+Run with `python -m pytest tests/test_browser.py` (or `-m browser`). Needs Debian's Chromium
+(`apt-get install chromium`); without it these tests skip, or fail when CI is set.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from segmentation.synthetic import write_customers
+from tests.browser import (
+    CHROMIUM,
+    JOB_TIMEOUT_MS,
+    MISSING_CHROMIUM,
+    SAMPLE_CUSTOMERS,
+    AppServer,
+    active_job,
+    assert_no_exception,
+    choose_segmentation,
+    history_row,
+    jobs,
+    launch_chromium,
+    nav,
+    new_page,
+    open_page,
+    running_progress,
+    start_segmentation,
+    upload,
+    wait_for_done,
+    wait_for_report,
+)
+
+pytestmark = pytest.mark.browser
+
+SAMPLE_NAME = SAMPLE_CUSTOMERS.name
+METRICS = ["Customers", "Segments", "Silhouette", "Calinski–Harabasz", "Davies–Bouldin"]
+TABS = ["Sizes", "Profiles", "Distributions", "Customer space", "Categories"]
+PAGES = [  # sidebar link, page title
+    ("Home", "Customer Segmentation Dashboard"),
+    ("Upload", "Upload customer data"),
+    ("Job Monitor", "Job Monitor"),
+    ("Results", "Segmentation results"),
+    ("Visualization", "Visualization"),
+    ("About", "About"),
+]
+# Big enough that a job runs for several seconds on two cores, small enough to check quickly.
+BIG_ROWS = 200_000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium_installed():
+    """Checked before the app starts: skip without Chromium, or fail on CI."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(MISSING_CHROMIUM)
+        pytest.skip(MISSING_CHROMIUM)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> AppServer:
+    from tests.browser import app_server
+
+    with app_server(tmp_path_factory.mktemp("browser-workspace")) as running:
+        yield running
+
+
+# Named chromium and tab, not browser and page, so that pytest-playwright's fixtures of those
+# names (when that plugin happens to be installed) neither replace nor parametrize these.
+@pytest.fixture(scope="module")
+def chromium():
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def tab(chromium) -> Page:
+    """A fresh browser tab with its own Streamlit session."""
+    page = new_page(chromium)
+    yield page
+    page.context.close()
+
+
+@pytest.fixture(scope="module")
+def big_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("inputs") / "big.csv"
+    write_customers(path, BIG_ROWS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sample_job(server, chromium) -> dict:
+    """A succeeded job on the sample file: the upload test's, else one from Home's sample button."""
+    finished = [j for j in jobs(server.workspace) if _is_finished_sample(j)]
+    if not finished:
+        page = new_page(chromium)
+        open_page(page, server, "", "Customer Segmentation Dashboard")
+        page.get_by_role("button", name="Try it with sample data").click()
+        wait_for_done(page)
+        page.context.close()
+        finished = [j for j in jobs(server.workspace) if _is_finished_sample(j)]
+    return finished[0]
+
+
+def _is_finished_sample(job: dict) -> bool:
+    return job["original_name"] == SAMPLE_NAME and job["state"] == "succeeded"
+
+
+def segment_names(job: dict) -> list[str]:
+    with open(Path(job["result_dir"]) / "segments.csv", newline="") as fh:
+        return [row["name"] for row in csv.DictReader(fh)]
+
+
+def test_every_page_opens_from_the_sidebar_without_an_exception(server, tab):
+    open_page(tab, server, "", "Customer Segmentation Dashboard")
+    for link, title in PAGES:
+        nav(tab, link, title)
+
+
+def test_sample_upload_runs_to_named_segments_and_metrics(server, tab):
+    open_page(tab, server, "upload", "Upload customer data")
+    upload(tab, SAMPLE_CUSTOMERS)
+    wait_for_report(tab)
+    expect(tab.get_by_text("20 rows · 7 columns")).to_be_visible()
+    expect(tab.get_by_test_id("stAlert").filter(has_text="No problems found.")).to_be_visible()
+
+    start_segmentation(tab)
+    wait_for_done(tab)
+    expect(tab.get_by_text(f"{SAMPLE_NAME}: done in")).to_be_visible()
+    job = jobs(server.workspace)[0]
+    assert job["original_name"] == SAMPLE_NAME and job["state"] == "succeeded", job["error"]
+
+    tab.get_by_role("link", name="Open the results").click()
+    expect(tab.get_by_role("heading", name="Segmentation results", level=1)).to_be_visible()
+    labels = tab.get_by_test_id("stMetricLabel")
+    expect(labels).to_have_count(len(METRICS))
+    expect(labels).to_have_text(METRICS)
+    values = tab.get_by_test_id("stMetricValue")
+    expect(values.nth(0)).to_have_text("20")
+    expect(values.nth(1)).to_have_text("4")
+    expect(values.nth(2)).to_have_text(re.compile(r"^-?[01]\.\d{3}$"))
+    names = segment_names(job)
+    assert len(names) == 4
+    for number, name in enumerate(names, start=1):  # the cards' titles
+        expect(tab.get_by_text(f"{number} · {name}", exact=True)).to_be_visible()
+    assert_no_exception(tab)
+
+
+def test_visualization_draws_charts_in_every_tab(server, tab, sample_job):
+    open_page(tab, server, "visualization", "Visualization")
+    choose_segmentation(tab, SAMPLE_NAME)
+    tabs = tab.get_by_role("tab")
+    expect(tabs).to_have_text(TABS)
+    drawn = {}
+    for name in TABS:
+        tab.get_by_role("tab", name=name).click()
+        panel = tab.get_by_role("tabpanel")  # hidden panels are not in the accessibility tree
+        expect(panel).to_have_count(1)
+        charts = panel.locator(".js-plotly-plot")
+        expect(charts.first).to_be_visible()
+        expect(charts.last.locator(".main-svg").first).to_be_visible()
+        drawn[name] = charts.count()
+        assert_no_exception(tab)
+    # Sizes 1, Profiles 2, Distributions 1, Customer space 3, Categories 2 (Category, Region).
+    assert all(count >= 1 for count in drawn.values()), drawn
+    assert sum(drawn.values()) >= 8, drawn
+
+
+def test_results_download_has_every_customer_with_a_segment(server, tab, sample_job):
+    open_page(tab, server, "results", "Segmentation results")
+    choose_segmentation(tab, SAMPLE_NAME)
+    with tab.expect_download(timeout=JOB_TIMEOUT_MS) as download:
+        tab.get_by_role("button", name="Customers with segments (CSV)").click()
+    text = Path(download.value.path()).read_text(encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(text.splitlines()) == 21  # header + 20 customers
+    assert len(rows) == 20
+    assert {int(row["segment"]) for row in rows} <= {1, 2, 3, 4}
+    assert set(segment_names(sample_job)) == {row["segment_name"] for row in rows}
+    assert_no_exception(tab)
+
+
+def test_invalid_upload_shows_the_message_and_starts_nothing(server, tab):
+    before = len(jobs(server.workspace))
+    open_page(tab, server, "upload", "Upload customer data")
+    upload(tab, {"name": "customers.csv", "mimeType": "text/csv", "buffer": b"PK\x03\x04 xlsx"})
+    expect(tab.get_by_test_id("stAlert").filter(has_text="Excel workbook")).to_be_visible(
+        timeout=JOB_TIMEOUT_MS
+    )
+    expect(tab.get_by_role("button", name="Start segmentation")).to_have_count(0)
+    assert_no_exception(tab)
+    assert len(jobs(server.workspace)) == before
+
+
+def test_a_running_job_can_be_cancelled(server, tab, big_csv):
+    name = "cancel-me.csv"
+    open_page(tab, server, "upload", "Upload customer data")
+    upload(tab, {"name": name, "mimeType": "text/csv", "buffer": big_csv.read_bytes()})
+    wait_for_report(tab)
+    start_segmentation(tab)
+    running_progress(tab, name)
+    active_job(tab, name).get_by_role("button", name="Cancel").click()
+    expect(history_row(tab, name)).to_contain_text("cancelled", timeout=JOB_TIMEOUT_MS)
+    assert_no_exception(tab)
+    assert jobs(server.workspace)[0]["state"] == "cancelled"
+
+
+def test_a_reload_keeps_the_running_job_and_its_progress(server, tab, big_csv):
+    name = "reload-me.csv"
+    open_page(tab, server, "upload", "Upload customer data")
+    upload(tab, {"name": name, "mimeType": "text/csv", "buffer": big_csv.read_bytes()})
+    wait_for_report(tab)
+    start_segmentation(tab)
+    before = running_progress(tab, name)
+
+    tab.reload()  # a new Streamlit session: nothing of the old one is left in the browser
+    expect(tab.get_by_role("heading", name="Job Monitor", level=1)).to_be_visible()
+    nav(tab, "Job Monitor", "Job Monitor")
+    assert running_progress(tab, name) >= before
+    expect(history_row(tab, name)).to_contain_text("done", timeout=JOB_TIMEOUT_MS)
+    assert_no_exception(tab)
+    job = jobs(server.workspace)[0]
+    assert job["original_name"] == name and job["state"] == "succeeded", job["error"]
+
+
+def test_a_deep_link_as_a_new_servers_first_request_gets_the_app_frame(tmp_path, chromium):
+    from tests.browser import app_server
+
+    with app_server(tmp_path / "workspace") as fresh:
+        tab = new_page(chromium)
+        try:
+            open_page(tab, fresh, "results", "Segmentation results")
+            # The page has settled: its navigation is final, so no need to wait for a change.
+            links = tab.get_by_test_id("stSidebarNav").get_by_role("link")
+            expect(links).to_have_count(len(PAGES), timeout=2_000)
+            expect(links.filter(has_text="Job Monitor")).to_have_count(1, timeout=2_000)
+        finally:
+            tab.context.close()
