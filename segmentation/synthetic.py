@@ -7,6 +7,7 @@ the same whether it is built in memory or written in chunks of any size.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -336,3 +337,323 @@ def write_customers(
         partial.unlink(missing_ok=True)
         raise
     return np.concatenate(segment_parts)
+
+
+# Order logs -----------------------------------------------------------------------------------
+# An order-line log like the well-known Online Retail export, generated per block of customers
+# (each block seeded from (seed, block number)), with the customer table it must aggregate to.
+
+TRANSACTION_COLUMNS = (
+    "InvoiceNo",
+    "StockCode",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+)
+TRANSACTIONS_START = np.datetime64("2023-01-01", "D")
+TRANSACTIONS_DAYS = 365
+TRANSACTIONS_REFERENCE = np.datetime64("2024-01-01", "D")  # the day after the last possible line
+TRANSACTION_DATE_FORMATS = {
+    "iso": "%Y-%m-%d %H:%M:%S",
+    "month-first": "%m/%d/%Y %H:%M",
+    "day-first": "%d/%m/%Y %H:%M",
+    "yyyymmdd": "%Y%m%d",
+}
+COUNTRIES = ("United Kingdom", "Germany", "France", "EIRE", "Spain", "Netherlands")
+_COUNTRY_CDF = np.cumsum((0.85, 0.04, 0.04, 0.03, 0.02, 0.02))
+FIRST_CUSTOMER_ID = 12346
+FIRST_INVOICE = 536365
+# Customers per generator block; part of the data's definition, like _BLOCK_ROWS.
+_TX_BLOCK_CUSTOMERS = 1 << 12
+
+
+def _catalog() -> tuple[np.ndarray, np.ndarray]:
+    """Fixed stock codes ('85123A', '22423', ...) and their unit prices in cents."""
+    rng = np.random.default_rng(20101201)
+    size = 400
+    numbers = rng.choice(np.arange(10000, 99999), size=size, replace=False)
+    suffix = np.where(rng.random(size) < 0.2, rng.choice(list("ABCDEFG"), size), "")
+    codes = np.char.add(numbers.astype(str), suffix)
+    cents = np.maximum(np.rint(np.exp(rng.normal(5.3, 0.8, size))), 19).astype(np.int64)
+    return codes, cents
+
+
+@dataclass(frozen=True)
+class _TxOptions:
+    """make_transactions' knobs, checked once."""
+
+    date_format: str = "iso"
+    guest_rate: float = 0.03  # share of orders without a customer id
+    return_rate: float = 0.06  # share of orders with a returned line
+    cancel_share: float = 0.5  # of those returns, the share booked as a "C" cancellation invoice
+    returns_only_rate: float = 0.01  # customers whose only lines in the log are returns
+
+    def __post_init__(self) -> None:
+        if self.date_format not in TRANSACTION_DATE_FORMATS:
+            raise ValueError(
+                f"date_format must be one of {', '.join(TRANSACTION_DATE_FORMATS)}, "
+                f"got {self.date_format!r}."
+            )
+        for name in ("guest_rate", "return_rate", "cancel_share", "returns_only_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}.")
+
+
+def _tx_block(
+    index: int, count: int, seed: int, first_invoice: int, options: _TxOptions
+) -> tuple[dict[str, np.ndarray], int]:
+    """Order lines of customers [index*block, index*block+count) and the next free invoice no."""
+    rng = np.random.default_rng([seed, index, 1])
+    codes, cents = _catalog()
+    customer_ids = FIRST_CUSTOMER_ID + index * _TX_BLOCK_CUSTOMERS + np.arange(count)
+    returns_only = rng.random(count) < options.returns_only_rate
+    country = np.searchsorted(_COUNTRY_CDF, rng.random(count) * _COUNTRY_CDF[-1], side="right")
+
+    # Orders of the customers: the first on the first day, the last on the last active day.
+    first_day = rng.integers(0, TRANSACTIONS_DAYS, count)
+    last_day = first_day + np.floor(rng.random(count) * (TRANSACTIONS_DAYS - first_day))
+    orders_per = np.where(returns_only, 0, 1 + rng.poisson(rng.gamma(2.0, 2.0, count)))
+    owner = np.repeat(np.arange(count), orders_per)
+    position = np.arange(len(owner)) - np.repeat(np.cumsum(orders_per) - orders_per, orders_per)
+    first, last = first_day[owner], last_day[owner].astype(np.int64)
+    middle = first + np.floor(rng.random(len(owner)) * (last - first + 1)).astype(np.int64)
+    last_position = position == orders_per[owner] - 1
+    order_day = np.where(position == 0, first, np.where(last_position, last, middle))
+    order_customer = customer_ids[owner]
+    order_country = country[owner]
+
+    # Guest orders: no customer id.
+    guests = rng.binomial(len(owner), options.guest_rate) if len(owner) else 0
+    order_day = np.concatenate([order_day, rng.integers(0, TRANSACTIONS_DAYS, guests)])
+    order_customer = np.concatenate([order_customer, np.full(guests, -1)])
+    order_country = np.concatenate([order_country, np.zeros(guests, dtype=np.int64)])
+    orders = len(order_day)
+    order_minute = rng.integers(8 * 60, 20 * 60, orders)
+
+    # Lines of each order.
+    lines_per = 1 + rng.poisson(2.0, orders)
+    line_order = np.repeat(np.arange(orders), lines_per)
+    line_item = rng.integers(0, len(codes), len(line_order))
+    line_quantity = 1 + rng.poisson(3.0, len(line_order))
+
+    # Returns: one line of some orders comes back, partly, on the order's day or later; either
+    # as a cancellation invoice ("C" + number) or as a plain negative line on a new invoice.
+    returned = np.flatnonzero(rng.random(orders) < options.return_rate)
+    first_line = np.cumsum(lines_per) - lines_per
+    which = first_line[returned] + rng.integers(0, lines_per[returned])
+    return_quantity = -(1 + rng.integers(0, line_quantity[which]))
+    return_day = np.minimum(
+        order_day[returned] + rng.geometric(0.3, len(returned)) - 1, TRANSACTIONS_DAYS - 1
+    )
+    return_cancelled = rng.random(len(returned)) < options.cancel_share
+
+    # Customers who only return: a cancellation of goods bought before the log starts.
+    lonely = np.flatnonzero(returns_only)
+    lonely_items = rng.integers(0, len(codes), len(lonely))
+    lonely_quantity = -(1 + rng.poisson(1.0, len(lonely)))
+    lonely_day = rng.integers(0, TRANSACTIONS_DAYS, len(lonely))
+
+    # Every invoice gets its number in time order, as a shop's till would give them.
+    invoice_day = np.concatenate([order_day, return_day, lonely_day])
+    invoice_minute = np.concatenate(
+        [
+            order_minute,
+            rng.integers(8 * 60, 20 * 60, len(returned)),
+            rng.integers(8 * 60, 20 * 60, len(lonely)),
+        ]
+    )
+    invoice_time = invoice_day * 24 * 60 + invoice_minute
+    rank = np.empty(len(invoice_time), dtype=np.int64)
+    rank[np.argsort(invoice_time, kind="stable")] = np.arange(len(invoice_time))
+    invoice_number = first_invoice + rank
+    invoice_cancelled = np.concatenate(
+        [np.zeros(orders, dtype=bool), return_cancelled, np.ones(len(lonely), dtype=bool)]
+    )
+    invoice_customer = np.concatenate(
+        [order_customer, order_customer[returned], customer_ids[lonely]]
+    )
+    invoice_country = np.concatenate([order_country, order_country[returned], country[lonely]])
+
+    line_invoice = np.concatenate(
+        [
+            line_order,
+            orders + np.arange(len(returned)),
+            orders + len(returned) + np.arange(len(lonely)),
+        ]
+    )
+    item = np.concatenate([line_item, line_item[which], lonely_items])
+    quantity = np.concatenate([line_quantity, return_quantity, lonely_quantity])
+    sort = np.argsort(invoice_number[line_invoice], kind="stable")
+    line_invoice, item, quantity = line_invoice[sort], item[sort], quantity[sort]
+    columns = {
+        "invoice": invoice_number[line_invoice],
+        "cancelled": invoice_cancelled[line_invoice],
+        "code": codes[item],
+        "quantity": quantity.astype(np.int64),
+        "time": invoice_time[line_invoice],
+        "cents": cents[item],
+        "customer": invoice_customer[line_invoice],
+        "country": invoice_country[line_invoice],
+    }
+    return columns, first_invoice + len(invoice_time)
+
+
+def _tx_table(columns: dict[str, np.ndarray], date_format: str):
+    """The order lines as an Arrow table with the export's columns and text formats."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    number = pc.cast(pa.array(columns["invoice"]), pa.string())
+    invoice = pc.if_else(
+        pa.array(columns["cancelled"]), pc.binary_join_element_wise("C", number, ""), number
+    )
+    minutes = TRANSACTIONS_START.astype("datetime64[m]") + columns["time"].astype("timedelta64[m]")
+    stamps = pa.array(minutes.astype("datetime64[s]"))
+    dates = pc.strftime(stamps, format=TRANSACTION_DATE_FORMATS[date_format])
+    customer = columns["customer"]
+    return pa.table(
+        {
+            "InvoiceNo": invoice,
+            "StockCode": pa.array(columns["code"]),
+            "Quantity": pa.array(columns["quantity"]),
+            "InvoiceDate": dates,
+            "UnitPrice": pa.array(columns["cents"] / 100.0),
+            "CustomerID": pa.array(customer, mask=customer < 0),
+            "Country": pa.array(np.array(COUNTRIES)[columns["country"]]),
+        }
+    )
+
+
+def _tx_tables(customers: int, seed: int, options: _TxOptions):
+    """Arrow tables of consecutive blocks; invoice numbers run on from block to block."""
+    invoice = FIRST_INVOICE
+    for index in range(0, (customers + _TX_BLOCK_CUSTOMERS - 1) // _TX_BLOCK_CUSTOMERS):
+        count = min(_TX_BLOCK_CUSTOMERS, customers - index * _TX_BLOCK_CUSTOMERS)
+        columns, invoice = _tx_block(index, count, seed, invoice, options)
+        yield _tx_table(columns, options.date_format)
+
+
+def expected_customers(
+    log: pd.DataFrame, date_format: str = "iso", reference=TRANSACTIONS_REFERENCE
+) -> pd.DataFrame:
+    """The customer table an order log must aggregate to, by plain pandas, in whole cents.
+
+    Lines without a customer id are dropped; returns (negative quantity) and cancellations
+    (invoice "C…") reduce Spend; customers with only returns are left out. Recency and Tenure
+    are days from the last and first purchase to `reference`.
+    """
+    lines = log[log["CustomerID"].notna()].copy()
+    day = pd.to_datetime(lines["InvoiceDate"], format=TRANSACTION_DATE_FORMATS[date_format])
+    lines["day"] = day.dt.normalize()
+    lines["cents"] = lines["Quantity"].astype("int64") * (
+        (lines["UnitPrice"].astype(float) * 100).round().astype("int64")
+    )
+    lines["is_return"] = (lines["Quantity"] < 0) | lines["InvoiceNo"].str.upper().str.startswith(
+        "C"
+    )
+    lines["net"] = lines["cents"].where(~lines["is_return"], -lines["cents"].abs())
+    bought = lines[~lines["is_return"] & (lines["cents"] > 0)]
+    per_customer = bought.groupby("CustomerID").agg(
+        Frequency=("InvoiceNo", "nunique"),
+        first=("day", "min"),
+        last=("day", "max"),
+        gross=("cents", "sum"),
+    )
+    net = lines.groupby("CustomerID")["net"].sum()
+    # Gross cents per order, rounded half up to a whole cent in integers: no float ties.
+    orders = per_customer["Frequency"]
+    half_up = (2 * per_customer["gross"] + orders) // (2 * orders)
+    reference = pd.Timestamp(reference)
+    table = pd.DataFrame(
+        {
+            "CustomerID": per_customer.index.astype("int64").astype(str),
+            "Recency": (reference - per_customer["last"]).dt.days.to_numpy(),
+            "Frequency": per_customer["Frequency"].to_numpy(),
+            "Spend": net.loc[per_customer.index].to_numpy() / 100,
+            "Tenure": (reference - per_customer["first"]).dt.days.to_numpy(),
+            "AvgOrderValue": half_up.to_numpy() / 100,
+        }
+    )
+    return table.sort_values("CustomerID", ignore_index=True)
+
+
+def make_transactions(
+    customers: int, seed: int = 0, **options
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An order-line log and the exact customer table it aggregates to (at TRANSACTIONS_REFERENCE).
+
+    The log has Online Retail's columns (InvoiceNo, StockCode, Quantity, InvoiceDate, UnitPrice,
+    CustomerID, Country), several lines per order, returns (negative quantities, some on "C"
+    cancellation invoices), guest orders without a customer id and a few customers who only
+    return. Options: date_format ("iso", "month-first", "day-first", "yyyymmdd"), guest_rate,
+    return_rate, cancel_share, returns_only_rate. The expected table (CustomerID, Recency,
+    Frequency, Spend, Tenure, AvgOrderValue) is computed from the log by `expected_customers`.
+    """
+    import pyarrow as pa
+
+    if customers < 1:
+        raise ValueError(f"customers must be >= 1, got {customers}.")
+    settings = _TxOptions(**options)
+    table = pa.concat_tables(_tx_tables(customers, seed, settings))
+    types = {pa.int64(): pd.Int64Dtype(), pa.string(): pd.StringDtype("pyarrow")}
+    log = table.to_pandas(types_mapper=types.get)
+    log["UnitPrice"] = log["UnitPrice"].astype(float)
+    return log, expected_customers(log, settings.date_format)
+
+
+def write_transactions(
+    path: str | os.PathLike,
+    customers: int,
+    *,
+    seed: int = 0,
+    chunk_customers: int = 200_000,
+    **options,
+) -> int:
+    """Write make_transactions' log to CSV or gzip CSV in chunks; return the lines written.
+
+    About 15 lines per customer: 10M lines take some 670,000 customers. Only one chunk is in
+    memory at a time and the file equals make_transactions(customers, seed, ...)'s log; it
+    appears complete or not at all (written aside, then renamed).
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    if customers < 1:
+        raise ValueError(f"customers must be >= 1, got {customers}.")
+    if chunk_customers < 1:
+        raise ValueError(f"chunk_customers must be >= 1, got {chunk_customers}.")
+    settings = _TxOptions(**options)
+    path = Path(path)
+    kind = _file_kind(path)
+    if kind == "parquet":
+        raise ValueError("Order logs are written as .csv or .csv.gz.")
+    per_chunk = max(1, chunk_customers // _TX_BLOCK_CUSTOMERS)
+    partial = path.with_name(path.name + ".partial")
+    sink = pa.OSFile(str(partial), "wb")
+    if kind == "csv.gz":
+        sink = pa.CompressedOutputStream(sink, "gzip")
+    written = 0
+    writer = None
+    try:
+        sink.write((",".join(TRANSACTION_COLUMNS) + "\n").encode())
+        tables = _tx_tables(customers, seed, settings)
+        while blocks := list(itertools.islice(tables, per_chunk)):
+            chunk = pa.concat_tables(blocks)
+            if writer is None:  # the header went in by hand: Arrow would quote its names
+                plain = pa_csv.WriteOptions(include_header=False, quoting_style="none")
+                writer = pa_csv.CSVWriter(sink, chunk.schema, write_options=plain)
+            writer.write_table(chunk)
+            written += chunk.num_rows
+        if writer is not None:
+            writer.close()
+        sink.close()
+        os.replace(partial, path)
+    except BaseException:
+        for handle in (writer, sink):
+            if handle is not None:
+                handle.close()
+        partial.unlink(missing_ok=True)
+        raise
+    return written
