@@ -6,6 +6,7 @@ import io
 import os
 import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import streamlit as st
@@ -15,6 +16,11 @@ from segmentation.pipeline import SegmentationParams
 from segmentation.reading import read_table
 from segmentation.results import Results, Sweep, load_results, load_sweep
 from segmentation.session import SETTING_NAMES, EngineStarter
+from segmentation.transactions import (
+    TRANSACTION_FEATURES,
+    detect_input_kind,
+    load_customer_table,
+)
 from segmentation.validation import ValidationReport, validate
 
 HOME = "pages/home.py"
@@ -225,11 +231,29 @@ def saved_upload(uploaded) -> Path:
 
 @st.cache_data(show_spinner="Checking the file with Spark…", max_entries=64)
 def validation(
-    path: str, k: int, features: tuple[str, ...] | None, overrides: tuple[tuple[str, str], ...]
-) -> ValidationReport:
-    """The validation report for these settings (cached: the file under `path` never changes)."""
+    path: str,
+    k: int,
+    features: tuple[str, ...] | None,
+    overrides: tuple[tuple[str, str], ...],
+    load: tuple[tuple[str, str | None], ...] = (),
+) -> tuple[ValidationReport, dict | None]:
+    """The validation report for these settings, and how an order log became customers."""
     spark = services().engine.session()
-    return validate(read_table(spark, path), k, features, dict(overrides))
+    options = {key: value for key, value in load if value}
+    if options.get("reference_date"):
+        options["reference_date"] = date.fromisoformat(options["reference_date"])
+    table, origin = load_customer_table(spark, path, **options)
+    if origin and not features:
+        features = TRANSACTION_FEATURES
+    return validate(table, k, features, dict(overrides)), origin
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def looks_like_order_log(path: str) -> bool:
+    """Whether a file's columns look like an order log (to open its options)."""
+    return (
+        detect_input_kind(read_table(services().engine.session(), path).columns) == "transactions"
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

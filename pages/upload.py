@@ -6,9 +6,19 @@ import ui
 from segmentation.errors import SegmentationError
 from segmentation.locations import data_roots, resolve_location
 from segmentation.pipeline import MAX_K, MIN_K, OUTLIER_POLICIES, SegmentationParams
+from segmentation.transactions import INPUT_KINDS, origin_messages
 from segmentation.validation import DEFAULT_FEATURE_ROLES, ROLE_LABELS
 
 NO_COLUMN = "— none —"
+KIND_LABELS = {"auto": "Detect", "customers": "Customer table", "transactions": "Order log"}
+DATE_CHOICES = [None, "iso", "yyyymmdd", "day-first", "month-first"]
+DATE_LABELS = {
+    None: "Detect (ask if ambiguous)",
+    "iso": "ISO (2024-03-01)",
+    "yyyymmdd": "20240301",
+    "day-first": "Day first (01/03/2024)",
+    "month-first": "Month first (03/01/2024)",
+}
 OUTLIER_HELP = {
     "cap": "Cap at the IQR fences (Q1 − 1.5·IQR, Q3 + 1.5·IQR): keeps every customer",
     "remove": "Drop customers outside the fences",
@@ -44,10 +54,50 @@ try:
         if uploaded is None:
             st.stop()
         path, name = ui.saved_upload(uploaded), uploaded.name
-    base = ui.validation(str(path), MIN_K, None, ())
 except SegmentationError as error:
     st.error(ui.plain(str(error)), icon=":material/error:")
     st.stop()
+
+with st.expander("Customer table or order log", expanded=ui.looks_like_order_log(str(path))):
+    kind = (
+        st.segmented_control(
+            "This file is",
+            INPUT_KINDS,
+            default="auto",
+            key="input-kind",
+            format_func=KIND_LABELS.get,
+        )
+        or "auto"
+    )
+    left, middle, right = st.columns(3)
+    date_format = left.selectbox("Order dates", DATE_CHOICES, format_func=DATE_LABELS.get)
+    reference = middle.date_input(
+        "Count recency to", value=None, help="Default: the day after the last order in the log."
+    )
+    attributes = right.file_uploader(
+        "Customer attributes (optional)",
+        type=["csv", "gz", "parquet"],
+        help="E.g. Age, Gender, Region per customer id.",
+    )
+load = {
+    "input_kind": kind,
+    "date_format": date_format,
+    "reference_date": reference.isoformat() if reference else None,
+    "attributes": str(ui.saved_upload(attributes)) if attributes else None,
+}
+try:
+    base, origin = ui.validation(str(path), MIN_K, None, (), tuple(load.items()))
+except SegmentationError as error:
+    st.error(ui.plain(str(error)), icon=":material/error:")
+    st.stop()
+if origin:
+    st.success(
+        ui.plain(
+            f"Order log: {origin['rows_in']:,} lines → {origin['customers']:,} "
+            f"customers, built with Spark."
+        ),
+        icon=":material/receipt_long:",
+    )
 
 st.subheader("Columns")
 st.caption(ui.plain(f"{base.rows:,} rows · {len(base.columns)} columns · {base.source}"))
@@ -64,7 +114,7 @@ for slot, (role, label) in zip(role_columns, ROLE_LABELS.items(), strict=True):
 mapping = {**detected, **overrides}
 numeric = [c for c in base.numeric_columns if c != mapping.get("customer_id")]
 defaults = [mapping[r] for r in DEFAULT_FEATURE_ROLES if mapping.get(r) in numeric]
-for problem in base.errors:
+for problem in [] if origin else base.errors:
     if problem.column in {ROLE_LABELS[r] for r in DEFAULT_FEATURE_ROLES}:
         st.info(ui.plain(problem.message), icon=":material/help:")
 
@@ -115,7 +165,9 @@ with st.container(border=True):
     )
 
 report = (
-    ui.validation(str(path), k, tuple(features), tuple(sorted(overrides.items())))
+    ui.validation(
+        str(path), k, tuple(features), tuple(sorted(overrides.items())), tuple(load.items())
+    )[0]
     if features
     else None
 )
@@ -126,6 +178,8 @@ if report is None:
 else:
     for problem in report.errors:
         st.error(ui.plain(problem.message), icon=":material/error:")
+    for message in origin_messages(origin):
+        st.info(ui.plain(message), icon=":material/receipt_long:")
     for problem in report.warnings:
         st.warning(ui.plain(problem.message), icon=":material/warning:")
     if report.ok and not report.warnings:
@@ -147,6 +201,7 @@ if st.button(
         column_mapping=overrides,
         k_range=k_range,
         stability_seeds=int(stability),
+        **load,
     )
     ui.start_job(path, name, params)
     st.switch_page(ui.MONITOR)

@@ -94,6 +94,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="map a column to a role: customer_id, age, spend, recency, frequency",
     )
     run.add_argument(
+        "--input-kind",
+        choices=("auto", "customers", "transactions"),
+        default="auto",
+        help="a customer table or an order log (default: detected)",
+    )
+    run.add_argument(
+        "--date-format",
+        choices=("iso", "yyyymmdd", "day-first", "month-first"),
+        default=None,
+        help="dates of an order log (default: detected; ambiguous "
+        "day/month dates are asked for, never guessed)",
+    )
+    run.add_argument(
+        "--reference-date",
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="order log: the day Recency is counted to (default: day after the last)",
+    )
+    run.add_argument(
+        "--customers",
+        default=None,
+        metavar="FILE",
+        help="order log: a table of customer attributes (e.g. Age, Region) to join",
+    )
+    run.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -124,6 +149,10 @@ def _run(args: argparse.Namespace) -> int:
         column_mapping=_mapping(args.map),
         k_range=args.k_range,
         stability_seeds=args.stability_seeds,
+        input_kind=args.input_kind,
+        date_format=args.date_format,
+        reference_date=args.reference_date,
+        attributes=args.customers,
     )
     sniff(args.input)  # a missing, empty or binary file fails here, before Spark starts
     out = args.out or Path("segmentation-results") / (

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -24,8 +25,9 @@ from pyspark.sql import functions as F
 from segmentation import metrics
 from segmentation.errors import InputError
 from segmentation.profiles import SegmentProfile, name_segments, order_key, profiles_frame
-from segmentation.reading import Table, number_expr, read_table
+from segmentation.reading import Table, number_expr
 from segmentation.results import write_results
+from segmentation.transactions import TRANSACTION_FEATURES, load_customer_table, origin_messages
 from segmentation.validation import ValidationReport, feature_columns, validate
 
 ProgressCallback = Callable[[str, float, str], None]
@@ -65,6 +67,11 @@ class SegmentationParams:
     column_mapping: Mapping[str, str] = field(default_factory=dict)
     k_range: tuple[int, int] | None = None  # sweep every k in this range instead of one k
     stability_seeds: int = 0  # extra seeds per k in a sweep, to see which k gives stable segments
+    input_kind: str = "auto"  # "customers", "transactions" (an order log) or "auto"
+    transaction_roles: Mapping[str, str] = field(default_factory=dict)  # order-log columns
+    date_format: str | None = None  # of an order log: iso, yyyymmdd, day-first, month-first
+    reference_date: str | None = None  # ISO date Recency is counted to (default: day after last)
+    attributes: str | None = None  # a customer attributes table joined to an order log
 
     def __post_init__(self) -> None:
         if not MIN_K <= self.k <= MAX_K:
@@ -90,6 +97,14 @@ class SegmentationParams:
         object.__setattr__(self, "features", tuple(self.features) if self.features else None)
         object.__setattr__(self, "log_features", tuple(self.log_features))
         object.__setattr__(self, "column_mapping", dict(self.column_mapping))
+        object.__setattr__(self, "transaction_roles", dict(self.transaction_roles))
+        if self.reference_date:
+            try:
+                date.fromisoformat(str(self.reference_date))
+            except ValueError as exc:
+                raise InputError(
+                    f"The reference date '{self.reference_date}' is not a date like 2024-12-31."
+                ) from exc
 
     def to_dict(self) -> dict:
         """JSON-ready form for the manifest and the job store."""
@@ -247,6 +262,7 @@ class PreparedData:
     rows_out: int
     repairs: dict
     cached: list[DataFrame]
+    origin: dict | None = None  # how a customer table was built from an order log
 
     @property
     def dims(self) -> int:
@@ -279,10 +295,23 @@ def prepare(
     cached: list[DataFrame] = []
     try:
         with tracker.stage("loading", "Reading the file"):
-            table = read_table(spark, source)
+            table, origin = load_customer_table(
+                spark,
+                source,
+                params.input_kind,
+                params.transaction_roles or None,
+                params.date_format,
+                date.fromisoformat(params.reference_date) if params.reference_date else None,
+                params.attributes,
+                cache=True,
+            )
+            if origin:
+                cached.append(table.df)
+                tracker.report(1.0, f"Built {origin['customers']:,} customers from the order log")
+            features = params.features or (TRANSACTION_FEATURES if origin else None)
             # One read of the file: the validation pass also fills this cache, which holds the
             # input as read plus each feature parsed as a number, for every later stage.
-            chosen = feature_columns(table.columns, params.features, params.column_mapping)
+            chosen = feature_columns(table.columns, features, params.column_mapping)
             parsed = table.df.select(
                 "*", *[number_expr(table.df, c).alias(_number_column(c)) for c in chosen]
             ).cache()
@@ -290,7 +319,7 @@ def prepare(
             table = Table(parsed, table.path, table.format, names=table.columns)
 
         with tracker.stage("validating", "Checking columns and values"):
-            report = validate(table, min_k, params.features, params.column_mapping)
+            report = validate(table, min_k, features, params.column_mapping)
             report.raise_for_errors()
             tracker.report(1.0, f"{report.rows:,} customers, {len(report.features)} features")
 
@@ -327,9 +356,11 @@ def prepare(
         "outlier_policy": params.outliers,
         "rows_removed": report.rows - rows_out,
         "log_transformed": logged,
-        "notes": notes,
+        "notes": origin_messages(origin) + notes,
     }
-    return PreparedData(source, table, report, scaled, value_cols, rows_out, repairs, cached)
+    return PreparedData(
+        source, table, report, scaled, value_cols, rows_out, repairs, cached, origin
+    )
 
 
 def parallel_map(spark: SparkSession, work: Callable, items: list, workers: int = 2) -> list:
@@ -465,7 +496,7 @@ def save(
         rows_out=data.rows_out,
         timings=timings,
         progress=progress,
-        extra=extra,
+        extra={**({"transactions": data.origin} if data.origin else {}), **(extra or {})},
     )
 
 

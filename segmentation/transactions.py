@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from segmentation.errors import InputError
-from segmentation.reading import missing_expr, number_expr
+from segmentation.reading import Table, missing_expr, number_expr, read_table
 from segmentation.validation import detect_mapping, normalise
 
 ROLE_LABELS = {
@@ -793,3 +793,46 @@ def _attribute_messages(report: Mapping) -> list[str]:
     for old, new in report["renamed"].items():
         lines.append(f"The attribute column '{old}' is called '{new}' to keep it apart.")
     return lines
+
+
+TRANSACTION_FEATURES = ("Recency", "Frequency", "Spend")
+INPUT_KINDS = ("auto", "customers", "transactions")
+
+
+def load_customer_table(
+    spark,
+    source: str,
+    input_kind: str = "auto",
+    roles: Mapping[str, str] | None = None,
+    date_format: str | None = None,
+    reference_date: date | None = None,
+    attributes: str | None = None,
+    *,
+    cache: bool = False,
+) -> tuple[Table, dict | None]:
+    """The customer table of an input: the file itself, or the one built from an order log
+    (with an optional attributes table joined in). The dict says how it was built (None for a
+    customer table); it goes into the manifest and its messages into the report."""
+    if input_kind not in INPUT_KINDS:
+        raise InputError(
+            f"Input kind '{input_kind}' is unknown; use one of {', '.join(INPUT_KINDS)}."
+        )
+    table = read_table(spark, source)
+    kind = detect_input_kind(table.columns) if input_kind == "auto" else input_kind
+    if kind == "customers":
+        return table, None
+    customers, report = build_customer_table(
+        table.df, roles, reference_date, date_format, cache=cache
+    )
+    origin = {"kind": "transactions", "detected": input_kind == "auto", **report.to_dict()}
+    if attributes:
+        customers, joined = join_attributes(customers, read_table(spark, attributes).df)
+        origin["attributes"] = joined
+    return Table(customers, table.path, table.format), origin
+
+
+def origin_messages(origin: Mapping | None) -> list[str]:
+    """What building the customer table dropped, netted or assumed, for the analyst."""
+    if not origin:
+        return []
+    return list(origin.get("messages", [])) + list(origin.get("attributes", {}).get("messages", []))

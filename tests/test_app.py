@@ -211,3 +211,27 @@ def test_dataset_location_is_read_only_under_the_allowed_roots(tmp_path, monkeyp
     assert len(ui.services().store.list()) == before + 1
     assert job.input_path == str(allowed / "customers.csv") and job.original_name == "customers.csv"
     assert wait_for(job.id).state.value == "succeeded"
+
+
+def test_an_order_log_upload_builds_customers_and_runs_to_results(tmp_path):
+    import ui
+    from segmentation.synthetic import write_transactions
+
+    path = tmp_path / "orders.csv"
+    write_transactions(path, 400, seed=2)
+    at = app().run()
+    at.switch_page("pages/upload.py").run()
+    at.file_uploader[0].set_value(("orders.csv", path.read_bytes(), "text/csv")).run()
+    assert not at.exception and not at.error
+    shown = texts(at).replace("\\", "")  # ui.plain escapes Markdown
+    assert "Order log: " in shown and "customers, built with Spark" in shown
+    assert "return lines" in shown
+    assert at.multiselect[0].value == ["Spend", "Recency", "Frequency"]
+    button(at, "Start segmentation").click().run()
+    job = ui.services().store.list()[0]
+    assert job.params["input_kind"] == "auto"
+    done = wait_for(job.id)
+    assert done.state.value == "succeeded", done.error
+    at.switch_page("pages/results.py").run()
+    assert not at.exception
+    assert "last order" in texts(at)

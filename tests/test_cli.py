@@ -63,3 +63,35 @@ def test_sample_command_writes_synthetic_customers(tmp_path):
     done = cli("sample", str(out), "--rows", "500", timeout=60)
     assert done.returncode == 0, done.stderr
     assert out.read_text().count("\n") == 501
+
+
+def test_order_log_with_attributes_through_the_command_line(tmp_path):
+    import pandas as pd
+
+    from segmentation.synthetic import make_transactions
+
+    log, expected = make_transactions(300, seed=5)
+    log.to_csv(tmp_path / "orders.csv", index=False)
+    ids = expected["CustomerID"].astype(str)
+    attributes = pd.DataFrame({"customer_id": ids[:250], "Age": range(20, 270)})
+    attributes.to_csv(tmp_path / "people.csv", index=False)
+    out = tmp_path / "res"
+    done = cli(
+        "run",
+        str(tmp_path / "orders.csv"),
+        "--customers",
+        str(tmp_path / "people.csv"),
+        "--features",
+        "Recency,Frequency,Spend",
+        "--k",
+        "3",
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["transactions"]["customers"] == len(expected)
+    assert manifest["transactions"]["attributes"]["customers_missing"] == len(expected) - 250
+    customers = pd.read_csv(out / "customers.csv")
+    assert {"Recency", "Frequency", "Spend", "Tenure", "Age", "segment"} <= set(customers.columns)
+    assert "note:" in done.stdout and "return lines" in done.stdout
