@@ -23,5 +23,7 @@ if wanted:
 
 with st.sidebar:
     ui.engine_status()
+    ui.privacy_notice()
+ui.clean_up_expired()
 
 page.run()

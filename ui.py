@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -11,7 +12,19 @@ from pathlib import Path
 
 import streamlit as st
 
+from segmentation.access import (
+    ACCESS_SETTING,
+    RETENTION_SETTING,
+    SHARED_OWNER,
+    VISITOR_PREFIX,
+    AccessSettings,
+    delete_expired,
+    new_visitor_token,
+    owner_for,
+)
+from segmentation.errors import SegmentationError
 from segmentation.jobs import Job, JobRunner, JobState, JobStore, run_pipeline_job, workspace_dir
+from segmentation.locations import ROOTS_SETTING
 from segmentation.pipeline import SegmentationParams
 from segmentation.reading import read_table
 from segmentation.results import Results, Sweep, load_results, load_sweep
@@ -60,6 +73,16 @@ def require_frame(page_file: str) -> None:
         st.switch_page("app.py", query_params={"page": Path(page_file).stem})
 
 
+# Settings read from the environment, or from Streamlit secrets of the same names.
+APP_SETTINGS = (
+    *SETTING_NAMES,
+    ACCESS_SETTING,
+    RETENTION_SETTING,
+    ROOTS_SETTING,
+    "SEGMENTATION_HOME",
+)
+
+
 @dataclass
 class Services:
     """One engine, job store and runner per process, shared by every browser session."""
@@ -72,7 +95,7 @@ class Services:
 def _secrets_to_environment() -> None:
     """Streamlit secrets with the Spark settings' names act like environment variables."""
     try:
-        secrets = {name: st.secrets[name] for name in SETTING_NAMES if name in st.secrets}
+        secrets = {name: st.secrets[name] for name in APP_SETTINGS if name in st.secrets}
     except Exception:  # no secrets file: nothing to copy
         return
     for name, value in secrets.items():
@@ -92,8 +115,46 @@ def services() -> Services:
 
 
 def owner() -> str:
-    """Who the current visitor is, for the job history (one shared history in local mode)."""
-    return "local"
+    """Who the current visitor is: everyone shares one history unless SEGMENTATION_ACCESS is
+    'per-user'; then a signed-in user, or an anonymous visitor with a private link."""
+    settings = AccessSettings.from_env()
+    if not settings.per_user:
+        return SHARED_OWNER
+    email = None
+    with contextlib.suppress(Exception):  # st.user needs authentication to be configured
+        email = st.user.email if st.user.is_logged_in else None
+    token = st.session_state.get("visitor") or st.query_params.get("visitor")
+    try:
+        found = owner_for(settings, email, token)
+    except SegmentationError:  # first visit, or a mangled link: a new private link
+        token = new_visitor_token()
+        found = owner_for(settings, email, token)
+    if not email:
+        st.session_state["visitor"] = token
+        if st.query_params.get("visitor") != token:
+            st.query_params["visitor"] = token  # the address keeps the visitor across reloads
+    return found
+
+
+def privacy_notice() -> None:
+    """Sidebar, per-user mode: whose jobs these are and how long anonymous ones are kept."""
+    settings = AccessSettings.from_env()
+    if not settings.per_user:
+        return
+    if owner().startswith(VISITOR_PREFIX):
+        st.caption(
+            f":material/lock: Your jobs are private to this page's address; keep it to come back. "
+            f"Jobs and files of visitors who are not signed in are deleted after "
+            f"{settings.retention_days:g} days."
+        )
+    else:
+        st.caption(":material/lock: Your jobs are visible to you only.")
+
+
+@st.cache_resource(ttl=3600, show_spinner=False)
+def clean_up_expired() -> int:
+    """Delete expired anonymous jobs, at most once an hour per process."""
+    return delete_expired(services().store, AccessSettings.from_env())
 
 
 def start_job(input_path: Path | str, original_name: str, params: SegmentationParams) -> Job:

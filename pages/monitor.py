@@ -52,7 +52,7 @@ def active_job(job) -> None:
 
 def followed_job_outcome() -> None:
     job = ui.services().store.get(st.session_state.get("job_id", ""))
-    if job is None or job.is_active:
+    if job is None or job.owner != ui.owner() or job.is_active:
         return
     if job.state == JobState.SUCCEEDED:
         st.success(

@@ -235,3 +235,32 @@ def test_an_order_log_upload_builds_customers_and_runs_to_results(tmp_path):
     at.switch_page("pages/results.py").run()
     assert not at.exception
     assert "last order" in texts(at)
+
+
+def test_per_user_mode_keeps_two_visitors_apart(monkeypatch):
+    import ui
+
+    monkeypatch.setenv("SEGMENTATION_ACCESS", "per-user")
+    first = app().run()
+    button(first, "Try it with sample data").click().run()
+    assert not first.exception
+    token = first.session_state["visitor"]
+    job = next(j for j in ui.services().store.list() if j.owner == f"visitor:{token}")
+    assert wait_for(job.id).state.value == "succeeded"
+
+    second = app()
+    second.session_state["job_id"] = job.id  # even knowing the id shows nothing
+    second.run()
+    assert second.session_state["visitor"] != token
+    sidebar = " ".join(
+        str(e.value) for e in second.sidebar if type(e).__name__ == "Caption"
+    ).replace("\\", "")
+    assert "private to this page's address" in sidebar and "deleted after 7 days" in sidebar
+    second.switch_page("pages/results.py").run()
+    assert not second.exception
+    assert not second.metric and "No finished segmentation yet" in texts(second)
+    second.switch_page("pages/monitor.py").run()
+    assert "sample_customers.csv" not in str([d.value for d in second.dataframe])
+
+    first.switch_page("pages/results.py").run()
+    assert {m.label: m.value for m in first.metric}["Customers"] == "20"
