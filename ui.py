@@ -312,9 +312,11 @@ def validation(
 @st.cache_data(show_spinner=False, max_entries=64)
 def looks_like_order_log(path: str) -> bool:
     """Whether a file's columns look like an order log (to open its options)."""
-    return (
-        detect_input_kind(read_table(services().engine.session(), path).columns) == "transactions"
-    )
+    try:
+        table = read_table(services().engine.session(), path)
+    except SegmentationError:  # the validation below reports why the file cannot be read
+        return False
+    return detect_input_kind(table.columns) == "transactions"
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -173,8 +173,10 @@ report = (
 )
 
 st.subheader("Validation report")
-if report is None:
-    st.error("Choose at least one numeric feature.", icon=":material/error:")
+if report is None:  # nothing numeric to choose: say why (e.g. no rows), else what to do
+    for problem in base.errors or [None]:
+        message = problem.message if problem else "Choose at least one numeric feature."
+        st.error(ui.plain(message), icon=":material/error:")
 else:
     for problem in report.errors:
         st.error(ui.plain(problem.message), icon=":material/error:")

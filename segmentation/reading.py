@@ -7,7 +7,7 @@ import gzip
 import io
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -17,6 +17,10 @@ from pyspark.sql import types as T
 from segmentation.errors import InputError
 
 SNIFF_BYTES = 256 * 1024
+MALFORMED = "__malformed_row"  # Spark's copy of a CSV row whose field count is not the header's
+MAX_MAGNITUDE = (
+    1e150  # larger values overflow when squared (scaling, distances): not usable numbers
+)
 MISSING_TOKENS = ("", "na", "n/a", "nan", "null", "none", "-", "--", "?", "#n/a", "missing")
 _NOT_A_TABLE = {
     b"PK\x03\x04": "an Excel workbook or another zip archive",
@@ -37,6 +41,7 @@ class SourceFormat:
     encoding: str = "UTF-8"
     multiline: bool = False
     header: tuple[str, ...] = field(default_factory=tuple)
+    renamed: tuple[tuple[int, str, str], ...] = ()  # (position, name in the file, name used)
 
     def describe(self) -> str:
         """One line for the validation report, e.g. 'CSV, semicolon-separated, UTF-8'."""
@@ -93,7 +98,15 @@ def _decode(head: bytes) -> tuple[str, str]:
     try:
         return cut.decode("utf-8"), "UTF-8"
     except UnicodeDecodeError:
-        return cut.decode("latin-1"), "ISO-8859-1"
+        pass
+    # Bytes 0x80-0x9F are control characters in Latin-1 but '€', '…', curly quotes in Windows'
+    # code page, which Excel writes on Windows: read as Latin-1, a '€1,550' would not be a number.
+    if re.search(rb"[\x80-\x9f]", cut):
+        try:
+            return cut.decode("cp1252"), "windows-1252"
+        except UnicodeDecodeError:
+            pass
+    return cut.decode("latin-1"), "ISO-8859-1"
 
 
 def _delimiter(text: str) -> str:
@@ -117,6 +130,16 @@ def clean_header(names: list[str]) -> tuple[str, ...]:
         seen[key] = seen.get(key, 0) + 1
         result.append(name if seen[key] == 1 else f"{name}_{seen[key]}")
     return tuple(result)
+
+
+def _renamed(raw: list[str], cleaned: tuple[str, ...]) -> tuple[tuple[int, str, str], ...]:
+    """Columns whose header name was blank or repeated, and the name they are read under."""
+    return tuple(
+        (position, name.replace("\ufeff", "").strip(), new)
+        for position, (name, new) in enumerate(zip(raw, cleaned, strict=True), start=1)
+        if not name.replace("\ufeff", "").strip()
+        or re.sub(r"[.`]", "_", name.replace("\ufeff", "").strip()) != new
+    )
 
 
 def sniff(path: str) -> SourceFormat:
@@ -160,14 +183,19 @@ def sniff(path: str) -> SourceFormat:
     delimiter = _delimiter(text)
     records = list(csv.reader(io.StringIO(text), delimiter=delimiter))
     header = next((r for r in records if any(cell.strip() for cell in r)), [])
-    multiline = any("\n" in cell or "\r" in cell for row in records for cell in row)
+    # Spark splits lines on the byte '\n' unless multiLine: UTF-16 text must be read whole.
+    multiline = encoding == "UTF-16" or any(
+        "\n" in cell or "\r" in cell for row in records for cell in row
+    )
+    names = clean_header(header)
     return SourceFormat(
         kind="csv",
         compression=compression,
         delimiter=delimiter,
         encoding=encoding,
         multiline=multiline,
-        header=clean_header(header),
+        header=names,
+        renamed=_renamed(header, names),
     )
 
 
@@ -195,6 +223,7 @@ def read_table(spark: SparkSession, path: str) -> Table:
                 hint="Export it again, or upload a CSV instead.",
             ) from exc
         renamed = clean_header(df.columns)
+        fmt = replace(fmt, header=renamed, renamed=_renamed(df.columns, renamed))
         df = df.toDF(*renamed)
         return Table(df=df, path=path, format=fmt)
     if local is None:  # a cluster location (hdfs://, s3a://, ...): Spark reads the header itself
@@ -203,18 +232,104 @@ def read_table(spark: SparkSession, path: str) -> Table:
     if not fmt.header:
         raise InputError("The file has no header row.", hint="Add a first line naming the columns.")
     schema = T.StructType([T.StructField(name, T.StringType()) for name in fmt.header])
-    reader = spark.read.options(
+    df = _csv_reader(spark, fmt).schema(schema).csv(location)
+    if fmt.encoding == "windows-1252":
+        df = df.select(*[_from_cp1252(name).alias(name) for name in fmt.header])
+    return Table(df=df, path=path, format=fmt)
+
+
+def _cp1252_pairs() -> tuple[str, str]:
+    pairs = []
+    for code in range(0x80, 0xA0):
+        try:
+            pairs.append((chr(code), bytes([code]).decode("cp1252")))
+        except UnicodeDecodeError:  # five codes Windows leaves undefined
+            continue
+    return "".join(a for a, _ in pairs), "".join(b for _, b in pairs)
+
+
+def _from_cp1252(name: str) -> Column:
+    """A column read as Latin-1, with Windows' '€', '…', '’' etc. in place of 0x80-0x9F."""
+    latin1, windows = _cp1252_pairs()
+    return F.translate(F.col(f"`{name}`"), latin1, windows)
+
+
+def _csv_reader(spark: SparkSession, fmt: SourceFormat, **options):
+    # Spark reads no Windows code page: its bytes are read as Latin-1 and mapped (_from_cp1252).
+    encoding = "ISO-8859-1" if fmt.encoding == "windows-1252" else fmt.encoding
+    return spark.read.options(
         header=True,
         sep=fmt.delimiter,
-        encoding=fmt.encoding,
+        encoding=encoding,
         quote='"',
         escape='"',
         multiLine=fmt.multiline,
         mode="PERMISSIVE",
         enforceSchema=True,
+        **options,
     )
-    df = reader.schema(schema).csv(location)
-    return Table(df=df, path=path, format=fmt)
+
+
+@dataclass
+class RaggedRows:
+    """Rows whose number of fields differs from the header's, with a few of them as examples."""
+
+    fields: int  # the header's
+    more: int = 0
+    fewer: int = 0
+    more_examples: list[str] = field(default_factory=list)
+    fewer_examples: list[str] = field(default_factory=list)
+
+
+def ragged_rows(table: Table) -> RaggedRows | None:
+    """Count the rows of a local CSV with more or fewer fields than its header (None for others).
+
+    Spark fills a short row with nulls and drops a long row's extra fields without a word, so
+    an unquoted '1,550' would shift every later value of its row. Costs one more pass over the
+    file, which only parses it.
+    """
+    fmt = table.format
+    local = _local_path(table.path)
+    if fmt.kind != "csv" or not fmt.header or local is None:
+        return None
+    schema = T.StructType(
+        [T.StructField(name, T.StringType()) for name in (*fmt.header, MALFORMED)]
+    )
+    rows = (
+        _csv_reader(table.df.sparkSession, fmt, columnNameOfCorruptRecord=MALFORMED)
+        .schema(schema)
+        .csv(str(local.absolute()))
+    )
+    raw = F.col(MALFORMED)
+    # Fields of a malformed row: split on separators outside quotes, trailing empty ones ignored
+    # (a separator at the end of every line is harmless).
+    sep = re.escape(fmt.delimiter)
+    trimmed = F.regexp_replace(raw, rf"[{sep}\s]+$", "")
+    fields = F.size(F.split(trimmed, rf'{sep}(?=(?:[^"]*"[^"]*")*[^"]*$)'))
+    # Every column is referenced: Spark parses only the columns a query needs, and only a row
+    # parsed whole is checked against the header (nor does it allow a query on raw text alone).
+    flagged = rows.select(
+        raw.alias("raw"),
+        F.when(raw.isNotNull(), fields).alias("fields"),
+        F.coalesce(*[F.col(f"`{name}`") for name in fmt.header]).alias("first"),
+    )
+    wanted = len(fmt.header)
+    counts = flagged.agg(
+        F.count("first").alias("n"),
+        F.sum((F.col("fields") > wanted).cast("int")).alias("more"),
+        F.sum((F.col("fields") < wanted).cast("int")).alias("fewer"),
+    ).collect()[0]
+    found = RaggedRows(wanted, counts["more"] or 0, counts["fewer"] or 0)
+
+    def examples(condition: Column) -> list[str]:
+        picked = flagged.where(condition).select("raw", "first").limit(3).collect()
+        return [" ".join(r["raw"].split())[:80] for r in picked]
+
+    if found.more:
+        found.more_examples = examples(F.col("fields") > wanted)
+    if found.fewer:
+        found.fewer_examples = examples(F.col("fields") < wanted)
+    return found
 
 
 def is_numeric_type(data_type: T.DataType) -> bool:
@@ -235,20 +350,24 @@ def missing_expr(df: DataFrame, column: str) -> Column:
 
 
 def number_expr(df: DataFrame, column: str) -> Column:
-    """The value as a double, reading '$1,550.00', ' 42 ' and '1 200' too; null if not a number."""
+    """The value as a double, reading '$1,550.00', ' 42 ' and '1 200' too; null if not a number.
+
+    Infinities and values beyond ±1e150 count as not a number: their squares overflow.
+    """
     col = F.col(f"`{column}`")
     data_type = df.schema[column].dataType
     if is_numeric_type(data_type):
         value = col.cast("double")
     else:
         # Plain numbers take the fast cast; only the rest pay for the regular expressions.
-        text = F.regexp_replace(F.trim(col.cast("string")), r"[\s$€£¥%\u00a0]", "")
+        # Quotes go too: '42' and "42" are numbers typed as text, 1'550 a Swiss thousands mark.
+        text = F.regexp_replace(F.trim(col.cast("string")), r"[\s$€£¥%\u00a0'\"’]", "")
         thousands = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"
         text = F.when(text.rlike(thousands), F.regexp_replace(text, ",", "")).otherwise(text)
         number = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
         value = F.coalesce(col.try_cast("double"), F.when(text.rlike(number), text.cast("double")))
-    finite = ~F.isnan(value) & (F.abs(value) < F.lit(float("inf")))
-    return F.when(finite, value)
+    usable = ~F.isnan(value) & (F.abs(value) < F.lit(MAX_MAGNITUDE))
+    return F.when(usable, value)
 
 
 def file_size(path: str) -> int | None:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pyspark.sql import functions as F
 
 from segmentation.errors import InputError
-from segmentation.reading import Table, missing_expr, number_expr
+from segmentation.reading import RaggedRows, Table, missing_expr, number_expr, ragged_rows
 
 ROLE_LABELS = {
     "customer_id": "CustomerID",
@@ -85,6 +85,8 @@ ALIASES = {
 }
 MAX_CATEGORIES = 50
 NUMERIC_SHARE = 0.5  # a column is numeric when most of its values are numbers (the rest: warned)
+# '12,50' or '1.550,00': a decimal comma, which number_expr does not read ('1,550' is ambiguous)
+_DECIMAL_COMMA = re.compile(r"[+-]?\d{1,3}(\.\d{3})*,\d+|[+-]?\d+,(\d{1,2}|\d{4,})")
 
 
 def normalise(name: str) -> str:
@@ -119,9 +121,14 @@ def detect_mapping(
     return mapping
 
 
-def closest_columns(wanted: str, columns: Sequence[str], n: int = 3) -> list[str]:
-    """Column names that look like `wanted`, to offer when a column is missing."""
-    norm = {normalise(c): c for c in columns}
+def closest_columns(
+    wanted: str, columns: Sequence[str], n: int = 3, taken: Sequence[str] = ()
+) -> list[str]:
+    """Column names that look like `wanted`, to offer when a column is missing.
+
+    Columns in `taken` (already playing another role, such as the customer id) are not offered.
+    """
+    norm = {normalise(c): c for c in columns if c not in taken}
     keys = list(norm)
     candidates = set(difflib.get_close_matches(normalise(wanted), keys, n=n, cutoff=0.6))
     role = next(
@@ -260,7 +267,7 @@ def _resolve_features(
                 else by_norm.get(normalise(name)) or by_label.get(normalise(name))
             )
             if column is None:
-                problems.append(_missing_column(name, columns))
+                problems.append(_missing_column(name, columns, taken=list(mapping.values())))
             elif column not in features:
                 features.append(column)
         return features, problems
@@ -268,12 +275,18 @@ def _resolve_features(
         if role in mapping:
             features.append(mapping[role])
         else:
-            problems.append(_missing_column(ROLE_LABELS[role], columns, default=True))
+            problems.append(
+                _missing_column(
+                    ROLE_LABELS[role], columns, default=True, taken=list(mapping.values())
+                )
+            )
     return features, problems
 
 
-def _missing_column(name: str, columns: Sequence[str], default: bool = False) -> Problem:
-    close = closest_columns(name, columns)
+def _missing_column(
+    name: str, columns: Sequence[str], default: bool = False, taken: Sequence[str] = ()
+) -> Problem:
+    close = closest_columns(name, columns, taken=taken)
     offer = (
         f" Did you mean {' or '.join(repr(c) for c in close)}?"
         if close
@@ -388,7 +401,8 @@ def validate(
             Problem(
                 "error",
                 f"The file has {rows} customer row{'s' * (rows != 1)}, fewer than the {k} segments "
-                f"asked for. Upload more customers or choose at most {rows} segments.",
+                "asked for. Upload more customers"
+                + (f" or choose at most {rows} segments." if rows >= 2 else "."),
             )
         )
 
@@ -409,13 +423,14 @@ def validate(
                 )
             )
         elif p.kind == "text":
-            examples = _bad_examples(table, column, id_column)
+            bad = _bad_values(table, column, id_column)
             problems.append(
                 Problem(
                     "error",
                     f"Column '{column}' holds text, not numbers ({p.non_numeric:,} of "
-                    f"{rows - p.missing:,} values, e.g. {examples}); it cannot be a feature. "
-                    "Choose numeric columns, or fix the export.",
+                    f"{rows - p.missing:,} values, e.g. {', '.join(_quoted(bad)) or '–'}); it "
+                    "cannot be a feature. "
+                    + (_decimal_comma_hint(bad) or "Choose numeric columns, or fix the export."),
                     column,
                 )
             )
@@ -448,13 +463,16 @@ def validate(
     for column in usable:
         p = profiles[column]
         if p.non_numeric:
-            p.bad_examples = _bad_examples_list(table, column, id_column)
+            bad = _bad_values(table, column, id_column)
+            p.bad_examples = _quoted(bad)
+            hint = _decimal_comma_hint(bad)
             problems.append(
                 Problem(
                     "warning",
                     f"{p.non_numeric:,} value{'s' * (p.non_numeric != 1)} in '{column}' "
                     f"{'are' if p.non_numeric != 1 else 'is'} not a number "
-                    f"(e.g. {', '.join(p.bad_examples)}); treated as missing.",
+                    f"(e.g. {', '.join(p.bad_examples)}); treated as missing."
+                    + (f" {hint}" if hint else ""),
                     column,
                 )
             )
@@ -491,6 +509,10 @@ def validate(
             )
     else:
         duplicates = 0
+    # How the file was laid out comes first: it can explain the findings about values.
+    problems[:0] = _ragged_problems(ragged_rows(table)) + _header_problems(
+        table, profiles, rows, chosen
+    )
 
     categorical = [
         c
@@ -512,21 +534,109 @@ def validate(
     )
 
 
-def _bad_examples_list(table: Table, column: str, id_column: str | None) -> list[str]:
+def _bad_values(table: Table, column: str, id_column: str | None) -> list[tuple[str, str | None]]:
+    """Up to three values of `column` that are not numbers, with their customer ids."""
     df = table.df
     bad = ~missing_expr(df, column) & number_expr(df, column).isNull()
     picked = [F.col(f"`{column}`").cast("string").alias("value")]
     if id_column:
         picked.append(F.col(f"`{id_column}`").cast("string").alias("id"))
     found = df.filter(bad).select(*picked).limit(3).collect()
-    return [
-        f"'{r['value'][:40]}'" + (f" for customer {r['id']}" if id_column and r["id"] else "")
-        for r in found
-    ]
+    return [(r["value"], r["id"] if id_column else None) for r in found]
 
 
-def _bad_examples(table: Table, column: str, id_column: str | None) -> str:
-    return ", ".join(_bad_examples_list(table, column, id_column)) or "–"
+def _quoted(values: list[tuple[str, str | None]]) -> list[str]:
+    return [f"'{value[:40]}'" + (f" for customer {who}" if who else "") for value, who in values]
+
+
+def _decimal_comma_hint(values: list[tuple[str, str | None]]) -> str:
+    """What to do when numbers are written with a decimal comma ('12,50'), which is ambiguous."""
+    commas = [v for v, _ in values if _DECIMAL_COMMA.fullmatch(v.strip())]
+    if not commas:
+        return ""
+    return (
+        f"Values such as '{commas[0].strip()}' use a decimal comma, which is not read as a "
+        "number ('1,550' would be read as 1550): export the file with a decimal point (for "
+        "example with English number settings), or replace the commas with points."
+    )
+
+
+def _header_problems(
+    table: Table, profiles: Mapping[str, ColumnProfile], rows: int, chosen: Sequence[str]
+) -> list[Problem]:
+    """Warnings about header names the file did not give: blank, repeated, or a saved index."""
+    problems = []
+    renamed = {new: (position, old) for position, old, new in table.format.renamed}
+    for column in table.columns:
+        p = profiles[column]
+        index_like = (
+            column not in chosen
+            and p.kind == "numeric"
+            and p.missing == 0
+            and p.non_numeric == 0
+            and p.minimum in (0, 1)
+            and p.maximum == p.minimum + rows - 1
+        )
+        where = renamed.get(column)
+        row_numbers = (
+            f"holds row numbers ({_fmt(p.minimum)} to {_fmt(p.maximum)}), an index saved with "
+            "the table (pandas: to_csv(..., index=False) leaves it out); it is not used as a "
+            "feature"
+        )
+        if where and not where[1]:
+            what = f"Column {where[0]} has no name in the header"
+            problems.append(
+                Problem(
+                    "warning",
+                    f"{what} and {row_numbers}."
+                    if index_like
+                    else f"{what}; it is read as '{column}'.",
+                    column,
+                )
+            )
+        elif where:
+            problems.append(
+                Problem(
+                    "warning",
+                    f"'{where[1]}' appears more than once in the header: column {where[0]} is "
+                    f"read as '{column}', the first one keeps the name. Rename one in the file "
+                    "if the wrong one is used.",
+                    column,
+                )
+            )
+        elif index_like and re.fullmatch(r"(?i)unnamed: ?\d+|index", column):
+            problems.append(Problem("warning", f"Column '{column}' {row_numbers}.", column))
+    return problems
+
+
+def _ragged_problems(ragged: RaggedRows | None) -> list[Problem]:
+    """Rows with too many fields are refused (their values shifted); short rows are warned."""
+    if ragged is None:
+        return []
+    problems = []
+    if ragged.more:
+        problems.append(
+            Problem(
+                "error",
+                f"{ragged.more:,} row{'s have' if ragged.more != 1 else ' has'} more fields than "
+                f"the header's {ragged.fields} (e.g. "
+                + ", ".join(f"'{e}'" for e in ragged.more_examples)
+                + "): a value probably contains the separator without quotes (such as "
+                "'$1,550.00'), which shifts every value after it. Put such values in double "
+                "quotes, or remove the thousands separators, and upload the file again.",
+            )
+        )
+    if ragged.fewer:
+        problems.append(
+            Problem(
+                "warning",
+                f"{ragged.fewer:,} row{'s have' if ragged.fewer != 1 else ' has'} fewer fields "
+                f"than the header's {ragged.fields} (e.g. "
+                + ", ".join(f"'{e}'" for e in ragged.fewer_examples)
+                + "); the fields they lack are treated as missing values.",
+            )
+        )
+    return problems
 
 
 def _duplicate_ids(table: Table, id_column: str) -> tuple[int, str]:
