@@ -42,7 +42,7 @@ class SparkSettings:
 
     master: str = "local[*]"
     remote: str = ""
-    driver_memory: str = "1g"
+    driver_memory: str = "512m"  # fits Community Cloud: 100k customers in under 1 GB in all
     extra_conf: dict[str, str] = field(default_factory=dict)
     log_level: str = "WARN"
 
@@ -230,6 +230,7 @@ def get_spark(settings: SparkSettings | None = None):
             if _session is not None:
                 log.warning("The SparkSession stopped working; starting a new one.")
                 _stop_quietly(_session)
+                _forget_dead_jvm()
             _session = build_session(settings or SparkSettings.from_env())
         _activate(_session)
         return _session
@@ -261,6 +262,33 @@ def _stop_quietly(spark) -> None:
         spark.stop()
     except Exception:  # the JVM may already be gone
         log.debug("stopping a dead session failed", exc_info=True)
+
+
+def _forget_dead_jvm() -> None:
+    """Drop PySpark's handles on a JVM that has exited, so the next session launches a new one.
+
+    PySpark keeps its gateway to the JVM in class attributes and would otherwise build every
+    new session on the dead gateway ("Connection refused"). A JVM that still runs (the session
+    was only stopped) is kept and reused.
+    """
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    gateway = SparkContext._gateway
+    process = getattr(gateway, "proc", None)
+    if gateway is None or process is None or process.poll() is None:
+        return
+    log.warning("The Spark JVM has exited; the next session launches a new one.")
+    try:
+        gateway.close()
+    except Exception:  # its sockets lead nowhere any more
+        log.debug("closing the dead gateway failed", exc_info=True)
+    with SparkContext._lock:
+        SparkContext._gateway = None
+        SparkContext._jvm = None
+        SparkContext._active_spark_context = None
+    SparkSession._instantiatedSession = None
+    SparkSession._activeSession = None
 
 
 def engine_info(spark) -> dict[str, str]:

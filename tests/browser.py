@@ -55,11 +55,12 @@ UPLOAD_INPUT = '[data-testid="stFileUploaderDropzoneInput"]'
 
 @dataclass(frozen=True)
 class AppServer:
-    """A running app: where to reach it and where it keeps its jobs and its log."""
+    """A running app: where to reach it, where it keeps its jobs and its log, its process group."""
 
     url: str
     workspace: Path
     log: Path
+    process_group: int  # the app's and its Spark JVM's (the fault tests kill it)
 
 
 def free_port() -> int:
@@ -125,7 +126,7 @@ def app_server(workspace: Path) -> Iterator[AppServer]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"streamlit not healthy after {SERVER_START_TIMEOUT:.0f} s")
             time.sleep(0.25)
-        yield AppServer(url, workspace, log)
+        yield AppServer(url, workspace, log, process.pid)
     finally:
         _stop(process)
 

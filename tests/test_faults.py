@@ -1,0 +1,380 @@
+"""Faults, injected for real: the app killed mid-job, the Spark JVM killed mid-job, a result
+folder that cannot be completed. Nothing is simulated with a monkeypatch.
+
+- The whole `streamlit run app.py` process group (Streamlit and its JVM) gets SIGKILL while a job
+  runs; a new server on the same workspace shows the job as interrupted, and Retry completes it.
+- The JVM of a job runner gets SIGKILL while a job runs (in a separate Python process, so the
+  test session's shared SparkSession is untouched): that job fails with a one-line reason and
+  the next job gets a new working session.
+- A folder stands in the way of a result the writer is assembling: the job fails, the half-written
+  folder is removed and the Results page never offers it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import closing, suppress
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from segmentation.jobs import ENGINE_LOST, JobRunner, JobState, JobStore, run_pipeline_job
+from segmentation.results import ASSIGNMENTS, MANIFEST
+from segmentation.synthetic import write_customers
+from tests.browser import (
+    CHROMIUM,
+    JOB_TIMEOUT_MS,
+    MISSING_CHROMIUM,
+    app_server,
+    assert_no_exception,
+    choose_segmentation,
+    history_row,
+    jobs,
+    launch_chromium,
+    new_page,
+    open_page,
+    start_segmentation,
+    upload,
+    wait_for_done,
+    wait_for_report,
+)
+from tests.helpers import ROOT, SAMPLE
+
+# Stages in the middle of a run: past reading and checking the file, before the job is over.
+MID_RUN = ("clustering", "evaluation", "profiling", "saving")
+BIG_ROWS = 50_000  # a browser job whose results take a few seconds to write
+JVM_KILL_ROWS = 5_000
+SCENARIO_TIMEOUT = 240.0
+QUICK = {"k": 3, "seed": 42, "max_iter": 10}  # job parameters for the runs the test controls
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str, every: float = 0.1):
+    """Poll `condition` until it returns something truthy (returned), for at most `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def one_line(error: str | None) -> None:
+    """A job error the analyst can read: one short line, no traceback, no Java stack."""
+    assert error, "the job has no error message"
+    assert "\n" not in error and len(error) <= 300, error
+    assert "Traceback" not in error and "\tat " not in error, error
+
+
+def group_members(pgid: int) -> list:
+    """The live (not zombie) processes of a process group."""
+    import psutil
+
+    members = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == pgid and process.info["status"] != "zombie":
+                members.append(process)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
+# 1. The app killed in the middle of a job.
+
+
+@pytest.mark.browser
+def test_app_killed_mid_job_leaves_an_interrupted_job_that_retry_completes(tmp_path):
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(MISSING_CHROMIUM)
+        pytest.skip(MISSING_CHROMIUM)
+    name = "killed-mid-job.csv"
+    csv = tmp_path / "inputs" / name
+    csv.parent.mkdir()
+    write_customers(csv, BIG_ROWS)
+    workspace = tmp_path / "workspace"
+    timings: dict[str, float] = {}
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            with app_server(workspace) as server:
+                tab = new_page(browser)
+                open_page(tab, server, "upload", "Upload customer data")
+                upload(tab, csv)
+                wait_for_report(tab)
+                start_segmentation(tab)
+                started = time.monotonic()
+                members = group_members(server.process_group)
+                assert any(p.name() == "java" for p in members), "no Spark JVM in the app's group"
+                # The worst moment: Spark is filling the hidden folder the results are written to.
+                writing = wait_until(
+                    lambda: half_written_result(workspace),
+                    JOB_TIMEOUT_MS / 1000,
+                    "the job to start writing its results",
+                    every=0.05,
+                )
+                os.killpg(server.process_group, signal.SIGKILL)
+                killed = time.monotonic()
+                timings["start to writing results"] = killed - started
+                wait_until(
+                    lambda: not group_members(server.process_group),
+                    30,
+                    "the app and its JVM to die",
+                )
+                timings["kill to all gone"] = time.monotonic() - killed
+                tab.context.close()
+
+            # What the dead process left: a running job, its input, a half-written folder.
+            (running,) = jobs(workspace)
+            job_id = running["id"]
+            assert (running["state"], running["stage"]) == ("running", "saving")
+            assert Path(running["input_path"]).is_file()
+            results = workspace / "results"
+            assert writing.name.startswith(f".{job_id}.partial-") and writing.is_dir()
+            assert not (results / job_id).exists()
+
+            restarted = time.monotonic()
+            with app_server(workspace) as server:
+                tab = new_page(browser)
+                open_page(tab, server, "monitor", "Job Monitor")
+                row = history_row(tab, name)
+                expect(row).to_have_count(1)
+                expect(row).to_contain_text("interrupted")
+                timings["restart to interrupted shown"] = time.monotonic() - restarted
+                (interrupted,) = jobs(workspace)
+                assert interrupted["id"] == job_id and interrupted["state"] == "interrupted"
+                assert "Retry" in interrupted["error"]
+                assert Path(interrupted["input_path"]).is_file()
+                assert not (results / job_id).exists() and writing.is_dir()
+
+                # Nothing the killed job wrote is offered as a result.
+                open_page(tab, server, "results", "Segmentation results")
+                expect(tab.get_by_text("No finished segmentation yet")).to_be_visible()
+
+                open_page(tab, server, "monitor", "Job Monitor")
+                select_first_history_row(tab)
+                reason = tab.get_by_test_id("stAlertContentError")
+                expect(reason).to_contain_text(
+                    "The app stopped while this job was waiting or running"
+                )
+                retry = tab.get_by_role("button", name="Retry")
+                expect(retry).to_be_enabled()
+                retried = time.monotonic()
+                retry.click()
+                wait_for_done(tab)
+                timings["retry to done"] = time.monotonic() - retried
+
+                again, first = jobs(workspace)
+                assert first["id"] == job_id and first["state"] == "interrupted"
+                assert again["state"] == "succeeded", again["error"]
+                assert again["input_path"] == first["input_path"]
+                assert json.loads(again["params"]) == json.loads(first["params"])
+                manifest = json.loads((Path(again["result_dir"]) / "manifest.json").read_text())
+                assert manifest["rows_in"] == BIG_ROWS
+
+                open_page(tab, server, "results", "Segmentation results")
+                choose_segmentation(tab, name)
+                tab.get_by_role("combobox", name="Segmentation").click()
+                expect(tab.get_by_role("option")).to_have_count(1)  # the retry's, nothing else
+                tab.keyboard.press("Escape")
+                customers = tab.get_by_test_id("stMetricValue").first
+                expect(customers).to_have_text(f"{manifest['rows_out']:,}", timeout=JOB_TIMEOUT_MS)
+                assert_no_exception(tab)
+                tab.context.close()
+        finally:
+            browser.close()
+    print(f"\nkilled while writing {writing.name}; " + _seconds(timings))
+
+
+def half_written_result(workspace: Path) -> Path | None:
+    """The hidden folder a running job writes its results into, once Spark is filling it."""
+    for partial in (workspace / "results").glob(".*.partial-*"):
+        if (partial / ASSIGNMENTS).exists() and not (partial / MANIFEST).exists():
+            return partial
+    over = [j for j in jobs(workspace) if j["state"] not in ("queued", "running")]
+    assert not over, f"the job ended before it could be killed: {over}"
+    return None
+
+
+def select_first_history_row(page) -> None:
+    """Tick the first row of the Job Monitor's history (the grid is a canvas: click its marker)."""
+    grid = page.get_by_test_id("stDataFrame")
+    expect(grid.locator("canvas").first).to_be_visible()
+    # The row marker column is 30 px wide and rows are 35 px high, the header being row 0.
+    grid.click(position={"x": 15, "y": 35 + 17})
+
+
+def _seconds(timings: dict[str, float]) -> str:
+    return ", ".join(f"{what} {seconds:.1f} s" for what, seconds in timings.items())
+
+
+# 2. The Spark JVM killed in the middle of a job.
+
+
+def jvm_kill_scenario(home: str) -> None:
+    """Run in a fresh Python process: kill the JVM under a running job, then run another job.
+
+    Prints one JSON line with what happened, for the test to check.
+    """
+    import psutil
+
+    from segmentation.results import load_results
+    from segmentation.session import get_spark, stop_spark
+
+    store = JobStore(Path(home))
+    customers = Path(home) / "customers.csv"
+    write_customers(customers, JVM_KILL_ROWS)
+    runner = JobRunner(store, run_pipeline_job(store, get_spark), spark_provider=get_spark)
+    report: dict = {"timings": {}}
+    try:
+        started = time.monotonic()
+        first = store.create(customers, customers.name, QUICK)
+        runner.submit(first.id)
+        wait_until(
+            lambda: store.get(first.id).stage in MID_RUN or not store.get(first.id).is_active,
+            180,
+            "the first job to reach the middle of its run",
+        )
+        report["stage_at_kill"] = store.get(first.id).stage
+        report["timings"]["start to mid-run"] = time.monotonic() - started
+        (jvm,) = [p for p in psutil.Process().children(recursive=True) if p.name() == "java"]
+        report["old_jvm"] = jvm.pid
+        jvm.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        failed = runner.wait(first.id, timeout=120)
+        report["timings"]["kill to job failed"] = time.monotonic() - killed
+        report["first"] = {"state": failed.state.value, "error": failed.error}
+
+        retried = time.monotonic()
+        second = store.create(SAMPLE, SAMPLE.name, QUICK)
+        runner.submit(second.id)
+        done = runner.wait(second.id, timeout=180)
+        report["timings"]["second job"] = time.monotonic() - retried
+        report["second"] = {"state": done.state.value, "error": done.error}
+        if done.state == JobState.SUCCEEDED:
+            report["second"]["rows"] = int(load_results(done.result_dir).manifest["rows_out"])
+        report["jvms"] = [
+            p.pid
+            for p in psutil.Process().children(recursive=True)
+            if p.name() == "java" and p.status() != psutil.STATUS_ZOMBIE
+        ]
+    finally:
+        runner.shutdown()
+        stop_spark()
+    print(json.dumps(report))
+
+
+def test_jvm_killed_mid_job_fails_that_job_readably_and_the_next_job_gets_a_new_session(
+    tmp_path,
+):
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from tests.test_faults import jvm_kill_scenario; "
+        "jvm_kill_scenario(sys.argv[1])",
+        str(tmp_path),
+    ]
+    env = {**os.environ, "SPARK_MASTER": "local[2]", "SPARK_LOCAL_IP": "127.0.0.1"}
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = process.communicate(timeout=SCENARIO_TIMEOUT)
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever is left: the script, its JVMs
+        process.wait(timeout=30)
+    assert process.returncode == 0, f"the scenario failed:\n{err[-5000:]}"
+    report = json.loads(out.strip().splitlines()[-1])
+
+    assert report["stage_at_kill"] in MID_RUN, report
+    assert report["first"]["state"] == "failed", report
+    one_line(report["first"]["error"])
+    assert report["first"]["error"] == ENGINE_LOST
+    assert report["second"]["state"] == "succeeded", report
+    assert report["second"]["rows"] == 30
+    assert report["jvms"] and report["old_jvm"] not in report["jvms"], report
+    assert "The Spark JVM has exited" in err  # the session was rebuilt on a new JVM
+    print(f"\nfirst job's error: {report['first']['error']}; " + _seconds(report["timings"]))
+
+
+# 3. A result folder that cannot be completed.
+
+
+def test_a_result_write_failing_midway_fails_the_job_and_nothing_is_offered(
+    tmp_path, spark, monkeypatch
+):
+    from streamlit.testing.v1 import AppTest
+
+    store = JobStore(tmp_path / "home")
+    runner = JobRunner(store, run_pipeline_job(store, lambda: spark), spark_provider=lambda: spark)
+    try:
+        job = store.create(SAMPLE, SAMPLE.name, QUICK)
+        runner.submit(job.id)
+        wait_until(
+            lambda: store.get(job.id).stage == "saving" or not store.get(job.id).is_active,
+            120,
+            "the job to start saving",
+        )
+        assert store.get(job.id).stage == "saving", store.get(job.id).error
+        # Holding the store's write lock pauses the job at its next progress report, which
+        # write_results makes right after the assignments are written.
+        with closing(sqlite3.connect(store.database, timeout=30, isolation_level=None)) as lock:
+            lock.execute("BEGIN IMMEDIATE")
+            written = wait_until(
+                lambda: next(
+                    store.results.glob(f".{job.id}.partial-*/assignments.parquet/_SUCCESS"), None
+                ),
+                20,
+                "the assignments to be written",
+            )
+            partial = written.parent.parent
+            # Half written: the job still runs, nothing is in its results folder yet.
+            assert store.get(job.id).state == JobState.RUNNING
+            assert not store.result_dir(job.id).exists()
+            assert not (partial / "manifest.json").exists()
+            # The fault: a folder where the writer puts customers.csv together.
+            (partial / "customers.csv").mkdir()
+            lock.execute("ROLLBACK")
+        done = runner.wait(job.id, timeout=120)
+    finally:
+        runner.shutdown()
+
+    assert done.state == JobState.FAILED
+    one_line(done.error)
+    assert "IsADirectoryError" in done.error and "customers.csv" in done.error
+    assert not store.result_dir(job.id).exists()
+    assert not partial.exists(), "the half-written folder was left behind"
+    assert "saving" in {m.stage for m in store.messages(job.id)}
+
+    # The app offers no result: the Results page has no finished segmentation to pick.
+    import ui
+
+    monkeypatch.setenv("SEGMENTATION_HOME", str(store.home))
+    ui.services.clear()
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+        at.switch_page("pages/results.py").run()
+        assert not at.exception
+        assert any("No finished segmentation yet" in info.value for info in at.info)
+        assert not at.selectbox
+    finally:
+        ui.services().runner.shutdown()
+        ui.services.clear()
