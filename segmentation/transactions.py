@@ -19,7 +19,7 @@ from pyspark.sql import types as T
 
 from segmentation.errors import InputError
 from segmentation.reading import Table, missing_expr, number_expr, read_table
-from segmentation.validation import detect_mapping, normalise
+from segmentation.validation import detect_mapping, match_roles
 
 ROLE_LABELS = {
     "customer_id": "customer id",
@@ -255,29 +255,7 @@ def detect_roles(
     columns: Sequence[str], overrides: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """Which column of an order log plays which role, from aliases; the analyst's overrides win."""
-    by_norm: dict[str, str] = {}
-    for column in columns:
-        by_norm.setdefault(normalise(column), column)
-    roles: dict[str, str] = {}
-    for role, aliases in ALIASES.items():
-        for alias in aliases:
-            column = by_norm.get(alias)
-            if column and column not in roles.values():
-                roles[role] = column
-                break
-    for role, column in (overrides or {}).items():
-        if role not in ROLE_LABELS:
-            raise InputError(
-                f"'{role}' is not an order-log role; use one of {', '.join(ROLE_LABELS)}."
-            )
-        if column and column not in columns:
-            raise InputError(
-                f"The column '{column}' chosen as the {ROLE_LABELS[role]} is not in the file."
-            )
-        roles = {r: c for r, c in roles.items() if c != column and r != role}
-        if column:
-            roles[role] = column
-    return roles
+    return match_roles(columns, ALIASES, ROLE_LABELS, overrides, kind="an order-log")
 
 
 def _is_order_log(roles: Mapping[str, str]) -> bool:

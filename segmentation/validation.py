@@ -94,31 +94,40 @@ def normalise(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
-def detect_mapping(
-    columns: Sequence[str], overrides: Mapping[str, str] | None = None
+def match_roles(
+    columns: Sequence[str],
+    aliases: Mapping[str, Sequence[str]],
+    labels: Mapping[str, str],
+    overrides: Mapping[str, str] | None = None,
+    kind: str = "a column",
 ) -> dict[str, str]:
-    """Which column plays which role, from aliases, with the analyst's overrides winning."""
+    """Which column plays which role, from normalised aliases; the analyst's overrides win."""
     by_norm: dict[str, str] = {}
     for column in columns:
         by_norm.setdefault(normalise(column), column)
     mapping: dict[str, str] = {}
-    for role, aliases in ALIASES.items():
-        for alias in aliases:
+    for role, names in aliases.items():
+        for alias in names:
             column = by_norm.get(alias)
             if column and column not in mapping.values():
                 mapping[role] = column
                 break
     for role, column in (overrides or {}).items():
-        if role not in ROLE_LABELS:
-            raise InputError(f"'{role}' is not a column role; use one of {', '.join(ROLE_LABELS)}.")
+        if role not in labels:
+            raise InputError(f"'{role}' is not {kind} role; use one of {', '.join(labels)}.")
         if column and column not in columns:
-            raise InputError(
-                f"The column '{column}' chosen for {ROLE_LABELS[role]} is not in the file."
-            )
+            raise InputError(f"The column '{column}' chosen for {labels[role]} is not in the file.")
         mapping = {r: c for r, c in mapping.items() if c != column and r != role}
         if column:
             mapping[role] = column
     return mapping
+
+
+def detect_mapping(
+    columns: Sequence[str], overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Which column of a customer table plays which role (CustomerID, Age, Spend, ...)."""
+    return match_roles(columns, ALIASES, ROLE_LABELS, overrides)
 
 
 def closest_columns(

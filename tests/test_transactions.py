@@ -328,7 +328,7 @@ def test_missing_roles_and_bad_overrides_are_explained(spark):
         build_customer_table(df)
     with pytest.raises(InputError, match="not an order-log role"):
         detect_roles(["a", "b"], {"shoe_size": "a"})
-    with pytest.raises(InputError, match="'Nope' chosen as the order date is not in the file"):
+    with pytest.raises(InputError, match="'Nope' chosen for order date is not in the file"):
         detect_roles(["CustomerID"], {"date": "Nope"})
 
 
