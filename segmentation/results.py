@@ -94,7 +94,8 @@ def write_results(
 ) -> dict:
     """Write every output of a run into `out_dir` atomically and return the manifest."""
     start = time.perf_counter()
-    partial = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+    # Absolute: a Spark Connect server resolves relative paths against its own working folder.
+    partial = out_dir.absolute().parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     partial.mkdir(parents=True)
     try:
         keep = [F.col(f"`{report.id_column}`").cast("string")] if report.id_column else []
