@@ -5,7 +5,7 @@ import streamlit as st
 import ui
 from segmentation.errors import SegmentationError
 from segmentation.locations import data_roots, resolve_location
-from segmentation.pipeline import MAX_K, MIN_K, OUTLIER_POLICIES, SegmentationParams
+from segmentation.pipeline import MAX_FEATURES, MAX_K, MIN_K, OUTLIER_POLICIES, SegmentationParams
 from segmentation.transactions import INPUT_KINDS, origin_messages
 from segmentation.validation import DEFAULT_FEATURE_ROLES, ROLE_LABELS
 
@@ -124,7 +124,8 @@ with st.container(border=True):
         "Features to segment on",
         numeric,
         default=defaults,
-        help="Numeric columns; customers are grouped by these.",
+        help=f"Numeric columns; customers are grouped by these (at most {MAX_FEATURES}).",
+        max_selections=MAX_FEATURES,
     )
     left, middle, right = st.columns(3)
     most = min(MAX_K, max(MIN_K + 1, base.rows))

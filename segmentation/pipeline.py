@@ -46,6 +46,7 @@ STAGES = (
 _WEIGHTS = dict(zip(STAGES, (0.03, 0.17, 0.15, 0.02, 0.05, 0.25, 0.13, 0.08, 0.12), strict=True))
 OUTLIER_POLICIES = ("cap", "remove", "none")
 MIN_K, MAX_K = 2, 30
+MAX_FEATURES = 50
 CHART_SAMPLE_ROWS = 5000
 PCA_SAMPLE_ROWS = 20_000
 RESTARTS = 3  # KMeans initialisations per k; the best (lowest cost) is kept
@@ -81,6 +82,11 @@ class SegmentationParams:
         if self.outliers not in OUTLIER_POLICIES:
             raise InputError(
                 f"Outlier policy '{self.outliers}' is unknown; use one of {', '.join(OUTLIER_POLICIES)}."
+            )
+        if self.features and len(self.features) > MAX_FEATURES:
+            raise InputError(
+                f"{len(self.features)} features were chosen; at most {MAX_FEATURES} can be used. "
+                "Pick the columns that describe how customers buy."
             )
         if self.max_iter < 1:
             raise InputError("The number of KMeans iterations must be at least 1.")

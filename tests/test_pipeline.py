@@ -196,6 +196,8 @@ def test_invalid_input_fails_before_clustering_with_the_message(spark, tmp_path)
 def test_params_are_checked():
     with pytest.raises(InputError, match="between 2 and 30"):
         SegmentationParams(k=1)
+    with pytest.raises(InputError, match="at most 50 can be used"):
+        SegmentationParams(features=tuple(f"f{i}" for i in range(51)))
     with pytest.raises(InputError, match="Outlier policy"):
         SegmentationParams(outliers="drop")
     params = SegmentationParams(k=5, features=["Age", "Spend"])
