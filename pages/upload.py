@@ -175,7 +175,8 @@ report = (
 
 st.subheader("Validation report")
 if report is None:  # nothing numeric to choose: say why (e.g. no rows), else what to do
-    for problem in base.errors or [None]:
+    hinted = {ROLE_LABELS[r] for r in DEFAULT_FEATURE_ROLES}  # missing columns, shown above
+    for problem in [p for p in base.errors if p.column not in hinted] or [None]:
         message = problem.message if problem else "Choose at least one numeric feature."
         st.error(ui.plain(message), icon=":material/error:")
 else:
