@@ -72,7 +72,6 @@ class Case:
     app_warnings: tuple[str, ...] | None = None  # None: the same as `warnings`
     app_info: tuple[str, ...] = ()
     app_start: bool | None = None  # None: Start is offered exactly when there is no error
-    app_gap: str = ""  # a known shortcoming of the Upload page: its test is an expected failure
 
     @property
     def refused(self) -> bool:

@@ -117,13 +117,7 @@ def test_command_line_in_a_real_process_prints_no_traceback(corpus):
 # ---- the Upload page ---------------------------------------------------------------------
 
 
-def app_cases():
-    for case in CORPUS:
-        marks = [pytest.mark.xfail(reason=case.app_gap, strict=True)] if case.app_gap else []
-        yield pytest.param(case, id=case.name, marks=marks)
-
-
-@pytest.mark.parametrize("case", list(app_cases()))
+@pytest.mark.parametrize("case", CORPUS, ids=[case.name for case in CORPUS])
 def test_upload_page(case: Case, corpus, workspace):
     import ui
 
