@@ -165,13 +165,17 @@ with st.container(border=True):
         + (", ".join(skewed) or "none of the chosen features is strongly skewed"),
     )
 
-report = (
-    ui.validation(
-        str(path), k, tuple(features), tuple(sorted(overrides.items())), tuple(load.items())
-    )[0]
-    if features
-    else None
-)
+try:
+    report = (
+        ui.validation(
+            str(path), k, tuple(features), tuple(sorted(overrides.items())), tuple(load.items())
+        )[0]
+        if features
+        else None
+    )
+except SegmentationError as error:
+    st.error(ui.plain(str(error)), icon=":material/error:")
+    st.stop()
 
 st.subheader("Validation report")
 if report is None:  # nothing numeric to choose: say why (e.g. no rows), else what to do

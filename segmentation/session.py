@@ -186,10 +186,11 @@ def build_session(settings: SparkSettings):
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.shuffle.partitions": str(max(4, 2 * (os.cpu_count() or 2))),
         "spark.sql.session.timeZone": "UTC",
-        # A lean JVM for an interactive app: the serial collector and a capped code cache keep
-        # the driver's memory near its heap (G1 added hundreds of MB here), and our log settings.
+        # A lean JVM for an interactive app: the serial collector keeps the driver's memory near
+        # its heap (G1 added hundreds of MB here); the code cache is not capped, since a long-lived
+        # app compiles many query classes. And our log settings.
         "spark.driver.extraJavaOptions": (
-            "-XX:+UseSerialGC -XX:ReservedCodeCacheSize=128m "
+            "-XX:+UseSerialGC "
             f"-Dlog4j.configurationFile={Path(__file__).with_name('log4j2.properties').as_uri()}"
         ),
         **settings.extra_conf,
