@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -374,14 +375,18 @@ def parallel_map(spark: SparkSession, work: Callable, items: list, workers: int 
 
     Spark schedules the jobs of several threads side by side, so small fits overlap their
     driver-side overheads; the tags let a cancelled job interrupt all of them.
+
+    Each item is wrapped on its own: one wrapper hands the same copy of the caller's Spark local
+    properties to every thread that runs it, so a query in one thread would stamp its execution
+    id on the other threads' jobs, and Spark would keep those jobs (and their plans) forever.
     """
     if len(items) < 2 or workers < 2:
         return [work(item) for item in items]
     from pyspark import inheritable_thread_target
 
-    target = inheritable_thread_target(spark)(work)
+    tasks = [inheritable_thread_target(spark)(partial(work, item)) for item in items]
     with ThreadPoolExecutor(workers, thread_name_prefix="segmentation-fit") as pool:
-        return list(pool.map(target, items))
+        return [future.result() for future in [pool.submit(task) for task in tasks]]
 
 
 def fit_kmeans(data: PreparedData, k: int, seed: int, max_iter: int, restarts: int = RESTARTS):

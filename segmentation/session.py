@@ -186,6 +186,14 @@ def build_session(settings: SparkSettings):
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.shuffle.partitions": str(max(4, 2 * (os.cpu_count() or 2))),
         "spark.sql.session.timeZone": "UTC",
+        # The status store keeps every job, stage, task and query plan up to these limits even
+        # with the UI off (defaults 1000 each and 100,000 tasks: hundreds of MB, enough to run a
+        # long-lived app's 512 MB driver out of memory). Nothing here reads old ones.
+        "spark.ui.retainedJobs": "50",
+        "spark.ui.retainedStages": "50",
+        "spark.ui.retainedTasks": "2000",
+        "spark.sql.ui.retainedExecutions": "20",
+        "spark.ui.dagGraph.retainedRootRDDs": "50",
         # A lean JVM for an interactive app: the serial collector keeps the driver's memory near
         # its heap (G1 added hundreds of MB here); the code cache is not capped, since a long-lived
         # app compiles many query classes. And our log settings.

@@ -136,6 +136,17 @@ def test_same_seed_gives_identical_results(spark, synthetic, run, tmp_path):
     assert first.manifest["metrics"] == again.manifest["metrics"]
 
 
+def test_parallel_restarts_leave_no_jobs_held_by_spark(spark, synthetic, tmp_path):
+    """Each restart thread gets its own copy of Spark's local properties. With one shared copy,
+    a query in one thread stamped its id on the other thread's KMeans jobs, and Spark's
+    scheduler kept those jobs and their plans for good (a few MB per segmentation)."""
+    path, _, _ = synthetic
+    held = spark.sparkContext._jsc.sc().dagScheduler().activeQueryToJobs()
+    before = held.size()
+    run_segmentation(spark, str(path), SegmentationParams(k=4, seed=5), tmp_path / "out")
+    assert held.size() == before
+
+
 def test_large_input_chart_sample_is_capped(spark, tmp_path):
     path = tmp_path / "big.csv"
     synthetic_csv(path, n=12_000, seed=5)
