@@ -93,8 +93,9 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def app_server(workspace: Path) -> Iterator[AppServer]:
-    """Run `streamlit run app.py` on a free port with its own workspace until the block ends."""
+def app_server(workspace: Path, settings: dict[str, str] | None = None) -> Iterator[AppServer]:
+    """Run `streamlit run app.py` on a free port with its own workspace (and any extra
+    environment `settings`) until the block ends."""
     workspace.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -104,6 +105,7 @@ def app_server(workspace: Path) -> Iterator[AppServer]:
         "SEGMENTATION_HOME": str(workspace),
         "SPARK_MASTER": "local[2]",
         "SPARK_LOCAL_IP": "127.0.0.1",
+        **(settings or {}),
     }
     command = [
         sys.executable, "-m", "streamlit", "run", "app.py",

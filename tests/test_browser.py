@@ -53,6 +53,9 @@ PAGES = [  # sidebar link, page title
 ]
 # Big enough that a job runs for several seconds on two cores, small enough to check quickly.
 BIG_ROWS = 200_000
+# Five visitors at once, each with a file big enough that the later jobs wait in the queue.
+CONCURRENT_SESSIONS = 5
+CONCURRENT_ROWS = 20_000
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -245,3 +248,56 @@ def test_a_deep_link_as_a_new_servers_first_request_gets_the_app_frame(tmp_path,
             expect(links.filter(has_text="Job Monitor")).to_have_count(1, timeout=2_000)
         finally:
             tab.context.close()
+
+
+def test_five_sessions_start_jobs_at_once_and_each_gets_its_own_results(tmp_path, chromium):
+    """Five visitors of a per-user deployment press Start within seconds of each other: two jobs
+    run, the others show their place in the queue, and every visitor gets the result of their
+    own file (told apart by row count) and sees no one else's job."""
+    from tests.browser import app_server
+
+    inputs = []
+    for i in range(CONCURRENT_SESSIONS):
+        path = tmp_path / f"shop-{i + 1}.csv"
+        write_customers(path, CONCURRENT_ROWS + i, seed=i)
+        inputs.append(path)
+    settings = {"SEGMENTATION_ACCESS": "per-user"}
+    with app_server(tmp_path / "workspace", settings) as shared:
+        tabs = [new_page(chromium) for _ in inputs]
+        try:
+            for tab, path in zip(tabs, inputs, strict=True):
+                open_page(tab, shared, "upload", "Upload customer data")
+                upload(tab, path)
+            for tab in tabs:
+                wait_for_report(tab)
+            for tab in tabs:
+                start_segmentation(tab)
+
+            # The last visitor's job waits behind at least two others, and says so.
+            waiting = re.compile(rf"{inputs[-1].name}: waiting \(position [2-9] in the queue\)")
+            expect(active_job(tabs[-1], inputs[-1].name).locator("summary")).to_have_text(waiting)
+            for tab in tabs:
+                wait_for_done(tab)
+
+            owners = {job["owner"] for job in jobs(shared.workspace)}
+            assert len(owners) == CONCURRENT_SESSIONS, owners
+            for i, (tab, path) in enumerate(zip(tabs, inputs, strict=True)):
+                others = [p.name for p in inputs if p != path]
+                for name in others:
+                    expect(history_row(tab, name)).to_have_count(0)
+                tab.get_by_role("link", name="Open the results").click()
+                expect(
+                    tab.get_by_role("heading", name="Segmentation results", level=1)
+                ).to_be_visible()
+                expect(tab.get_by_role("combobox", name="Segmentation")).to_have_value(
+                    re.compile(rf"^{path.name} ·")
+                )
+                expect(tab.get_by_test_id("stMetricValue").first).to_have_text(
+                    f"{CONCURRENT_ROWS + i:,}"
+                )
+                assert_no_exception(tab)
+        finally:
+            for tab in tabs:
+                tab.context.close()
+    for job in jobs(shared.workspace):
+        assert job["state"] == "succeeded", job["error"]
