@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -22,13 +23,13 @@ from segmentation.access import (
     new_visitor_token,
     owner_for,
 )
-from segmentation.errors import SegmentationError
+from segmentation.errors import EngineError, SegmentationError
 from segmentation.jobs import Job, JobRunner, JobState, JobStore, run_pipeline_job, workspace_dir
 from segmentation.locations import ROOTS_SETTING
 from segmentation.pipeline import SegmentationParams
 from segmentation.reading import read_table
 from segmentation.results import Results, Sweep, load_results, load_sweep
-from segmentation.session import SETTING_NAMES, EngineStarter
+from segmentation.session import SETTING_NAMES, EngineStarter, engine_failure_reason
 from segmentation.transactions import (
     TRANSACTION_FEATURES,
     detect_input_kind,
@@ -299,21 +300,35 @@ def validation(
     load: tuple[tuple[str, str | None], ...] = (),
 ) -> tuple[ValidationReport, dict | None]:
     """The validation report for these settings, and how an order log became customers."""
-    spark = services().engine.session()
     options = {key: value for key, value in load if value}
     if options.get("reference_date"):
         options["reference_date"] = date.fromisoformat(options["reference_date"])
-    table, origin = load_customer_table(spark, path, **options)
-    if origin and not features:
-        features = TRANSACTION_FEATURES
-    return validate(table, k, features, dict(overrides)), origin
+    with engine_errors():
+        table, origin = load_customer_table(services().engine.session(), path, **options)
+        if origin and not features:
+            features = TRANSACTION_FEATURES
+        return validate(table, k, features, dict(overrides)), origin
+
+
+@contextlib.contextmanager
+def engine_errors() -> Iterator[None]:
+    """Turn the engine failing under a page (it crashed or ran out of memory) into an
+    EngineError that says what happened, for the page to show like any other error."""
+    try:
+        yield
+    except Exception as exc:
+        reason = engine_failure_reason(exc)
+        if reason is None:
+            raise
+        raise EngineError(reason) from exc
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def looks_like_order_log(path: str) -> bool:
     """Whether a file's columns look like an order log (to open its options)."""
     try:
-        table = read_table(services().engine.session(), path)
+        with engine_errors():
+            table = read_table(services().engine.session(), path)
     except SegmentationError:  # the validation below reports why the file cannot be read
         return False
     return detect_input_kind(table.columns) == "transactions"
@@ -322,8 +337,8 @@ def looks_like_order_log(path: str) -> bool:
 @st.cache_data(show_spinner=False, max_entries=16)
 def preview(path: str, rows: int = 20):
     """The first rows of an uploaded table, as read (text columns unparsed)."""
-    spark = services().engine.session()
-    return read_table(spark, path).df.limit(rows).toPandas()
+    with engine_errors():
+        return read_table(services().engine.session(), path).df.limit(rows).toPandas()
 
 
 def customers_csv(results: Results) -> bytes:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from segmentation.errors import InputError, JobCancelled, SegmentationError
+from segmentation.session import engine_failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -202,28 +203,11 @@ def spark_tag(job_id: str) -> str:
     return f"job-{job_id}"
 
 
-ENGINE_LOST = (
-    "The Spark engine stopped while this job ran (its Java process exited or cannot be "
-    "reached). Retry the job: a new engine is started for it."
-)
-
-
-def _engine_lost(exc: BaseException) -> bool:
-    """Whether an error says the link to the Spark JVM is gone (it crashed or was killed)."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # the error and what it was raised from
-        if seen is None:
-            return False
-        if isinstance(seen, ConnectionError) or type(seen).__name__ == "Py4JNetworkError":
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def short_reason(exc: BaseException) -> str:
     """A one-line, traceback-free description of an unexpected error, for the job's error text."""
-    if _engine_lost(exc):
-        return ENGINE_LOST
+    failure = engine_failure_reason(exc)
+    if failure:
+        return failure
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     # Py4J puts the useful Java message on the second line, after "An error occurred ...".
     if len(lines) > 1 and lines[0].startswith("An error occurred while calling"):

@@ -28,6 +28,7 @@ from segmentation.errors import InputError
 from segmentation.profiles import SegmentProfile, name_segments, order_key, profiles_frame
 from segmentation.reading import Table, number_expr
 from segmentation.results import write_results
+from segmentation.session import unpersist
 from segmentation.transactions import TRANSACTION_FEATURES, load_customer_table, origin_messages
 from segmentation.validation import ValidationReport, feature_columns, validate
 
@@ -277,8 +278,7 @@ class PreparedData:
 
     def release(self) -> None:
         """Free the cached table (a long-lived app must not accumulate cached data)."""
-        for df in self.cached:
-            df.unpersist()
+        unpersist(self.cached)
 
 
 @dataclass
@@ -352,8 +352,7 @@ def prepare(
             ).fit(assembled)
             scaled = scaler.transform(assembled)
     except BaseException:
-        for df in cached:
-            df.unpersist()
+        unpersist(cached)
         raise
     repairs = {
         "filled_missing": {

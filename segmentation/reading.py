@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from segmentation.errors import InputError
+from segmentation.session import engine_failure
 
 SNIFF_BYTES = 256 * 1024
 MALFORMED = "__malformed_row"  # Spark's copy of a CSV row whose field count is not the header's
@@ -218,6 +219,8 @@ def read_table(spark: SparkSession, path: str) -> Table:
         try:
             df = spark.read.parquet(location)
         except Exception as exc:
+            if engine_failure(exc):
+                raise
             raise InputError(
                 "The Parquet file could not be read; it may be damaged or not Parquet at all.",
                 hint="Export it again, or upload a CSV instead.",

@@ -300,6 +300,77 @@ def _forget_dead_jvm() -> None:
     SparkSession._activeSession = None
 
 
+OUT_OF_MEMORY_EXIT = 52  # Spark's exit code when a JVM thread ran out of memory
+ENGINE_EXIT_WAIT = 10.0  # seconds for a failing JVM to finish exiting, to learn why it did
+ENGINE_LOST = (
+    "The Spark engine stopped while this ran (its Java process exited or cannot be reached). "
+    "Try again: a new engine is started for it."
+)
+
+
+def engine_failure(exc: BaseException) -> bool:
+    """Whether an error comes from the engine failing rather than from the data: the link to
+    the JVM broke (it crashed, was killed or ran out of memory) or Java ran out of memory."""
+    for seen in _chain(exc):
+        if isinstance(seen, ConnectionError) or type(seen).__name__ == "Py4JNetworkError":
+            return True
+        # A Py4J call that failed without a Java exception: the gateway itself broke.
+        if type(seen).__name__ == "Py4JError" or "java.lang.OutOfMemoryError" in str(seen):
+            return True
+    return False
+
+
+def engine_failure_reason(exc: BaseException, wait: float = ENGINE_EXIT_WAIT) -> str | None:
+    """What to tell the analyst when the engine, not the data, failed; None for other errors."""
+    if not engine_failure(exc):
+        return None
+    out_of_memory = engine_exit_code(wait) == OUT_OF_MEMORY_EXIT or any(
+        "java.lang.OutOfMemoryError" in str(seen) for seen in _chain(exc)
+    )
+    if not out_of_memory:
+        return ENGINE_LOST
+    return (
+        f"Spark ran out of memory (SPARK_DRIVER_MEMORY is "
+        f"{SparkSettings.from_env().driver_memory}). Give it more, e.g. SPARK_DRIVER_MEMORY=2g, "
+        "or run on a cluster, then try again: a new engine is started for it."
+    )
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The error and up to seven it was raised from."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 8:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return chain
+
+
+def unpersist(frames: list) -> None:
+    """Drop cached DataFrames. Quietly when the engine is gone: its cache went with it, and the
+    error that matters is the one that stopped the work."""
+    for df in frames:
+        try:
+            df.unpersist()
+        except Exception as exc:
+            if not engine_failure(exc):
+                raise
+
+
+def engine_exit_code(wait: float = 0.0) -> int | None:
+    """The exit code of the local Spark JVM this process launched, if it has exited (waiting
+    up to `wait` seconds for it to finish exiting); None while it runs or when unknown."""
+    from pyspark import SparkContext
+
+    process = getattr(SparkContext._gateway, "proc", None)
+    if process is None:
+        return None
+    try:
+        return process.wait(timeout=wait) if wait else process.poll()
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def engine_info(spark) -> dict[str, str]:
     """What the sidebar shows: mode, master, Spark and Java versions."""
     settings = SparkSettings.from_env()

@@ -19,6 +19,7 @@ from pyspark.sql import types as T
 
 from segmentation.errors import InputError
 from segmentation.reading import Table, missing_expr, number_expr, read_table
+from segmentation.session import unpersist
 from segmentation.validation import detect_mapping, match_roles
 
 ROLE_LABELS = {
@@ -671,7 +672,7 @@ def build_customer_table(
             customers.count()
     finally:
         if cache:
-            per_customer.unpersist()
+            unpersist([per_customer])
     return customers, report
 
 

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 
 from segmentation.errors import InputError
 from segmentation.reading import RaggedRows, Table, missing_expr, number_expr, ragged_rows
+from segmentation.session import engine_failure
 
 ROLE_LABELS = {
     "customer_id": "CustomerID",
@@ -362,6 +363,8 @@ def validate(
     try:
         stats = parsed.agg(*aggs).collect()[0]
     except Exception as exc:
+        if engine_failure(exc):  # not the file's fault: the job's error says what happened
+            raise
         raise InputError(
             "The file could not be read as a table: " + str(exc).strip().splitlines()[0][:200],
             hint="Check that it is a CSV or Parquet export of the customer table.",

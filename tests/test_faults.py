@@ -26,8 +26,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from segmentation.jobs import ENGINE_LOST, JobRunner, JobState, JobStore, run_pipeline_job
+from segmentation.jobs import JobRunner, JobState, JobStore, run_pipeline_job
 from segmentation.results import ASSIGNMENTS, MANIFEST
+from segmentation.session import ENGINE_LOST, OUT_OF_MEMORY_EXIT
 from segmentation.synthetic import write_customers
 from tests.browser import (
     CHROMIUM,
@@ -52,6 +53,7 @@ from tests.helpers import ROOT, SAMPLE
 MID_RUN = ("clustering", "evaluation", "profiling", "saving")
 BIG_ROWS = 50_000  # a browser job whose results take a few seconds to write
 JVM_KILL_ROWS = 5_000
+HUGE_FIELD_CHARS = 300_000_000
 SCENARIO_TIMEOUT = 240.0
 QUICK = {"k": 3, "seed": 42, "max_iter": 10}  # job parameters for the runs the test controls
 
@@ -227,9 +229,6 @@ def jvm_kill_scenario(home: str) -> None:
 
     Prints one JSON line with what happened, for the test to check.
     """
-    import psutil
-
-    from segmentation.results import load_results
     from segmentation.session import get_spark, stop_spark
 
     store = JobStore(Path(home))
@@ -248,7 +247,7 @@ def jvm_kill_scenario(home: str) -> None:
         )
         report["stage_at_kill"] = store.get(first.id).stage
         report["timings"]["start to mid-run"] = time.monotonic() - started
-        (jvm,) = [p for p in psutil.Process().children(recursive=True) if p.name() == "java"]
+        (jvm,) = java_processes()
         report["old_jvm"] = jvm.pid
         jvm.send_signal(signal.SIGKILL)
         killed = time.monotonic()
@@ -256,36 +255,81 @@ def jvm_kill_scenario(home: str) -> None:
         report["timings"]["kill to job failed"] = time.monotonic() - killed
         report["first"] = {"state": failed.state.value, "error": failed.error}
 
-        retried = time.monotonic()
-        second = store.create(SAMPLE, SAMPLE.name, QUICK)
-        runner.submit(second.id)
-        done = runner.wait(second.id, timeout=180)
-        report["timings"]["second job"] = time.monotonic() - retried
-        report["second"] = {"state": done.state.value, "error": done.error}
-        if done.state == JobState.SUCCEEDED:
-            report["second"]["rows"] = int(load_results(done.result_dir).manifest["rows_out"])
-        report["jvms"] = [
-            p.pid
-            for p in psutil.Process().children(recursive=True)
-            if p.name() == "java" and p.status() != psutil.STATUS_ZOMBIE
-        ]
+        run_next_job(store, runner, report)
     finally:
         runner.shutdown()
         stop_spark()
     print(json.dumps(report))
 
 
-def test_jvm_killed_mid_job_fails_that_job_readably_and_the_next_job_gets_a_new_session(
-    tmp_path,
-):
+def out_of_memory_scenario(home: str) -> None:
+    """Run in a fresh Python process: a job on a file Spark runs out of memory reading (a
+    damaged export whose last field is 300 MB long, more than the 512 MB driver holds as text),
+    then another job. Prints one JSON line with what happened, for the test to check."""
+    from segmentation.session import engine_exit_code, get_spark, stop_spark
+
+    store = JobStore(Path(home))
+    damaged = Path(home) / "no-line-breaks.csv"
+    with open(damaged, "w") as out:
+        out.write(SAMPLE.read_text())
+        out.write("999,40," + "7" * HUGE_FIELD_CHARS + ",3,4\n")
+    runner = JobRunner(store, run_pipeline_job(store, get_spark), spark_provider=get_spark)
+    report: dict = {"timings": {}}
+    try:
+        get_spark()
+        (jvm,) = java_processes()
+        report["old_jvm"] = jvm.pid
+        started = time.monotonic()
+        first = store.create(damaged, damaged.name, QUICK)
+        runner.submit(first.id)
+        failed = runner.wait(first.id, timeout=180)
+        report["timings"]["job to failed"] = time.monotonic() - started
+        report["first"] = {"state": failed.state.value, "error": failed.error}
+        report["old_jvm_exit"] = engine_exit_code(wait=30)
+        run_next_job(store, runner, report)
+    finally:
+        runner.shutdown()
+        stop_spark()
+    print(json.dumps(report))
+
+
+def java_processes() -> list:
+    """This process's live Spark JVMs."""
+    import psutil
+
+    return [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.name() == "java" and p.status() != psutil.STATUS_ZOMBIE
+    ]
+
+
+def run_next_job(store: JobStore, runner: JobRunner, report: dict) -> None:
+    """After a fault: run a job on the sample and add its outcome and the JVMs to `report`."""
+    from segmentation.results import load_results
+
+    started = time.monotonic()
+    job = store.create(SAMPLE, SAMPLE.name, QUICK)
+    runner.submit(job.id)
+    done = runner.wait(job.id, timeout=180)
+    report["timings"]["next job"] = time.monotonic() - started
+    report["second"] = {"state": done.state.value, "error": done.error}
+    if done.state == JobState.SUCCEEDED:
+        report["second"]["rows"] = int(load_results(done.result_dir).manifest["rows_out"])
+    report["jvms"] = [p.pid for p in java_processes()]
+
+
+def run_scenario(scenario: str, home: Path, **settings: str) -> tuple[dict, str]:
+    """Run one of this module's scenario functions in a fresh Python process (so the test
+    session's shared SparkSession is untouched), with extra environment `settings`; its
+    report and its stderr."""
     command = [
         sys.executable,
         "-c",
-        "import sys; from tests.test_faults import jvm_kill_scenario; "
-        "jvm_kill_scenario(sys.argv[1])",
-        str(tmp_path),
+        f"import sys; from tests.test_faults import {scenario}; {scenario}(sys.argv[1])",
+        str(home),
     ]
-    env = {**os.environ, "SPARK_MASTER": "local[2]", "SPARK_LOCAL_IP": "127.0.0.1"}
+    env = {**os.environ, "SPARK_MASTER": "local[2]", "SPARK_LOCAL_IP": "127.0.0.1", **settings}
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -302,7 +346,13 @@ def test_jvm_killed_mid_job_fails_that_job_readably_and_the_next_job_gets_a_new_
             os.killpg(process.pid, signal.SIGKILL)  # whatever is left: the script, its JVMs
         process.wait(timeout=30)
     assert process.returncode == 0, f"the scenario failed:\n{err[-5000:]}"
-    report = json.loads(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1]), err
+
+
+def test_jvm_killed_mid_job_fails_that_job_readably_and_the_next_job_gets_a_new_session(
+    tmp_path,
+):
+    report, err = run_scenario("jvm_kill_scenario", tmp_path)
 
     assert report["stage_at_kill"] in MID_RUN, report
     assert report["first"]["state"] == "failed", report
@@ -312,6 +362,22 @@ def test_jvm_killed_mid_job_fails_that_job_readably_and_the_next_job_gets_a_new_
     assert report["second"]["rows"] == 30
     assert report["jvms"] and report["old_jvm"] not in report["jvms"], report
     assert "The Spark JVM has exited" in err  # the session was rebuilt on a new JVM
+    print(f"\nfirst job's error: {report['first']['error']}; " + _seconds(report["timings"]))
+
+
+def test_spark_out_of_memory_fails_that_job_saying_so_and_the_next_job_gets_a_new_session(
+    tmp_path,
+):
+    report, err = run_scenario("out_of_memory_scenario", tmp_path, SPARK_DRIVER_MEMORY="512m")
+
+    assert report["first"]["state"] == "failed", report
+    one_line(report["first"]["error"])
+    assert report["first"]["error"].startswith("Spark ran out of memory"), report
+    assert "SPARK_DRIVER_MEMORY is 512m" in report["first"]["error"]
+    assert report["old_jvm_exit"] == OUT_OF_MEMORY_EXIT, report  # Spark's own exit, not ours
+    assert report["second"]["state"] == "succeeded", report
+    assert report["second"]["rows"] == 30
+    assert report["jvms"] and report["old_jvm"] not in report["jvms"], report
     print(f"\nfirst job's error: {report['first']['error']}; " + _seconds(report["timings"]))
 
 

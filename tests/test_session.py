@@ -80,3 +80,25 @@ def test_engine_info_names_mode_and_versions(spark):
     info = engine_info(spark)
     assert info["mode"] == "local" and info["master"].startswith("local")
     assert info["spark_version"].startswith("4.") and info["java_version"]
+
+
+def test_engine_failures_are_told_apart_from_bad_data(spark):
+    from py4j.protocol import Py4JNetworkError
+
+    from segmentation.errors import InputError
+    from segmentation.session import ENGINE_LOST, engine_failure, engine_failure_reason
+
+    lost = Py4JNetworkError("Answer from Java side is empty")
+    heap = RuntimeError("Job aborted: java.lang.OutOfMemoryError: Java heap space")
+    try:
+        raise InputError("Spend has text") from heap
+    except InputError as wrapped:
+        wrapped_heap = wrapped
+    data = InputError("Column 'Spend' has 3 values that are not numbers.")
+
+    assert engine_failure(lost) and engine_failure(heap) and engine_failure(wrapped_heap)
+    assert not engine_failure(data)
+    # This session's JVM is alive, so only the error itself says what happened.
+    assert engine_failure_reason(lost, wait=0) == ENGINE_LOST
+    assert engine_failure_reason(heap, wait=0).startswith("Spark ran out of memory")
+    assert engine_failure_reason(data, wait=0) is None
