@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from segmentation.errors import InputError, JobCancelled, SegmentationError
-from segmentation.session import engine_failure_reason
+from segmentation.session import engine_failure_reason, error_text
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,8 @@ def short_reason(exc: BaseException) -> str:
     failure = engine_failure_reason(exc)
     if failure:
         return failure
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = error_text(exc) or ""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     # Py4J puts the useful Java message on the second line, after "An error occurred ...".
     if len(lines) > 1 and lines[0].startswith("An error occurred while calling"):
         lines = [lines[1].lstrip(": ")]
@@ -796,7 +797,12 @@ class JobRunner:
             self.store.mark_failed(job_id, str(exc))
         else:
             log.error("job %s failed unexpectedly", job_id, exc_info=exc)
-            self.store.mark_failed(job_id, short_reason(exc))
+            try:
+                reason = short_reason(exc)
+            except Exception:  # never leave the job running for want of a description
+                log.exception("job %s: describing its error failed", job_id)
+                reason = type(exc).__name__
+            self.store.mark_failed(job_id, reason)
 
 
 def run_pipeline_job(store: JobStore, spark_provider: Callable[[], Any]) -> WorkFn:

@@ -308,16 +308,33 @@ ENGINE_LOST = (
 )
 
 
+# What Spark says when it runs out of memory or shuts down under running work (as a JVM that
+# ran out of memory does: its shutdown cancels every job).
+ENGINE_GONE = ("java.lang.OutOfMemoryError", "SparkContext was shut down", "stopped SparkContext")
+
+
 def engine_failure(exc: BaseException) -> bool:
     """Whether an error comes from the engine failing rather than from the data: the link to
-    the JVM broke (it crashed, was killed or ran out of memory) or Java ran out of memory."""
+    the JVM broke (it crashed, was killed or ran out of memory) or Spark is going down."""
     for seen in _chain(exc):
         if isinstance(seen, ConnectionError) or type(seen).__name__ == "Py4JNetworkError":
             return True
         # A Py4J call that failed without a Java exception: the gateway itself broke.
-        if type(seen).__name__ == "Py4JError" or "java.lang.OutOfMemoryError" in str(seen):
+        if type(seen).__name__ == "Py4JError":
+            return True
+        text = error_text(seen)
+        if text is None or any(marker in text for marker in ENGINE_GONE):
             return True
     return False
+
+
+def error_text(exc: BaseException) -> str | None:
+    """The text of an error; None when it cannot be had (a Py4J error asks the JVM for its
+    text, which fails when the JVM is gone)."""
+    try:
+        return str(exc)
+    except Exception:
+        return None
 
 
 def engine_failure_reason(exc: BaseException, wait: float = ENGINE_EXIT_WAIT) -> str | None:
@@ -325,7 +342,7 @@ def engine_failure_reason(exc: BaseException, wait: float = ENGINE_EXIT_WAIT) ->
     if not engine_failure(exc):
         return None
     out_of_memory = engine_exit_code(wait) == OUT_OF_MEMORY_EXIT or any(
-        "java.lang.OutOfMemoryError" in str(seen) for seen in _chain(exc)
+        "java.lang.OutOfMemoryError" in (error_text(seen) or "") for seen in _chain(exc)
     )
     if not out_of_memory:
         return ENGINE_LOST

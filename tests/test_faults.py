@@ -1,11 +1,13 @@
-"""Faults, injected for real: the app killed mid-job, the Spark JVM killed mid-job, a result
-folder that cannot be completed. Nothing is simulated with a monkeypatch.
+"""Faults, injected for real: the app killed mid-job, the Spark JVM killed mid-job, Spark out of
+memory, a result folder that cannot be completed. Nothing is simulated with a monkeypatch.
 
 - The whole `streamlit run app.py` process group (Streamlit and its JVM) gets SIGKILL while a job
   runs; a new server on the same workspace shows the job as interrupted, and Retry completes it.
 - The JVM of a job runner gets SIGKILL while a job runs (in a separate Python process, so the
   test session's shared SparkSession is untouched): that job fails with a one-line reason and
   the next job gets a new working session.
+- A damaged file makes Spark run out of memory (its JVM then exits, as Spark's do): that job
+  fails saying so and what to change, and the next job gets a new working session.
 - A folder stands in the way of a result the writer is assembling: the job fails, the half-written
   folder is removed and the Results page never offers it.
 """
@@ -279,12 +281,7 @@ def out_of_memory_scenario(home: str) -> None:
         get_spark()
         (jvm,) = java_processes()
         report["old_jvm"] = jvm.pid
-        started = time.monotonic()
-        first = store.create(damaged, damaged.name, QUICK)
-        runner.submit(first.id)
-        failed = runner.wait(first.id, timeout=180)
-        report["timings"]["job to failed"] = time.monotonic() - started
-        report["first"] = {"state": failed.state.value, "error": failed.error}
+        run_job(store, runner, damaged, report, "first")
         report["old_jvm_exit"] = engine_exit_code(wait=30)
         run_next_job(store, runner, report)
     finally:
@@ -304,16 +301,22 @@ def java_processes() -> list:
     ]
 
 
+def run_job(store: JobStore, runner: JobRunner, path: Path, report: dict, name: str):
+    """Run one job on `path` to its end; its outcome and seconds go into `report` as `name`."""
+    started = time.monotonic()
+    job = store.create(path, path.name, QUICK)
+    runner.submit(job.id)
+    done = runner.wait(job.id, timeout=180)
+    report["timings"][name] = time.monotonic() - started
+    report[name] = {"state": done.state.value, "error": done.error}
+    return done
+
+
 def run_next_job(store: JobStore, runner: JobRunner, report: dict) -> None:
     """After a fault: run a job on the sample and add its outcome and the JVMs to `report`."""
     from segmentation.results import load_results
 
-    started = time.monotonic()
-    job = store.create(SAMPLE, SAMPLE.name, QUICK)
-    runner.submit(job.id)
-    done = runner.wait(job.id, timeout=180)
-    report["timings"]["next job"] = time.monotonic() - started
-    report["second"] = {"state": done.state.value, "error": done.error}
+    done = run_job(store, runner, SAMPLE, report, "second")
     if done.state == JobState.SUCCEEDED:
         report["second"]["rows"] = int(load_results(done.result_dir).manifest["rows_out"])
     report["jvms"] = [p.pid for p in java_processes()]
