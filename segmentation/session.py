@@ -217,10 +217,15 @@ def build_session(settings: SparkSettings):
         ) from exc
     if submitted:
         # spark-submit's --master, --name and --conf stand (options given to the builder would
-        # override them); the session's SQL settings it left unset get our defaults.
+        # override them); the session's SQL settings it left unset get our defaults, those
+        # that can still change once the session runs.
         given = spark.sparkContext.getConf()
         for key, value in conf.items():
-            if key.startswith("spark.sql.") and not given.contains(key):
+            if (
+                key.startswith("spark.sql.")
+                and not given.contains(key)
+                and spark.conf.isModifiable(key)
+            ):
                 spark.conf.set(key, value)
     spark.sparkContext.setLogLevel(settings.log_level)
     return spark
