@@ -20,7 +20,7 @@ from pyspark.sql import types as T
 from segmentation.errors import InputError
 from segmentation.reading import Table, missing_expr, number_expr, read_table
 from segmentation.session import unpersist
-from segmentation.validation import detect_mapping, match_roles
+from segmentation.validation import CUSTOMER_ID_ALIASES, detect_mapping, match_roles
 
 ROLE_LABELS = {
     "customer_id": "customer id",
@@ -32,21 +32,7 @@ ROLE_LABELS = {
 }
 ALIASES = {
     # No bare "id": in an order log that is usually the line's or the order's own id.
-    "customer_id": (
-        "customerid",
-        "customer",
-        "clientid",
-        "client",
-        "userid",
-        "custid",
-        "customerno",
-        "customernumber",
-        "customerkey",
-        "memberid",
-        "accountid",
-        "buyerid",
-        "shopperid",
-    ),
+    "customer_id": tuple(name for name in CUSTOMER_ID_ALIASES if name != "id"),
     "order_id": (
         "invoiceno",
         "invoice",

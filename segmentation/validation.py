@@ -21,21 +21,25 @@ ROLE_LABELS = {
     "frequency": "Frequency",
 }
 DEFAULT_FEATURE_ROLES = ("age", "spend", "recency", "frequency")
+# Names of a customer id column, most telling first (an order log shares them, except "id").
+CUSTOMER_ID_ALIASES = (
+    "customerid",
+    "customer",
+    "id",
+    "clientid",
+    "client",
+    "userid",
+    "custid",
+    "customerno",
+    "customernumber",
+    "customerkey",
+    "memberid",
+    "accountid",
+    "buyerid",
+    "shopperid",
+)
 ALIASES = {
-    "customer_id": (
-        "customerid",
-        "customer",
-        "id",
-        "clientid",
-        "client",
-        "userid",
-        "custid",
-        "customerno",
-        "customernumber",
-        "customerkey",
-        "memberid",
-        "accountid",
-    ),
+    "customer_id": CUSTOMER_ID_ALIASES,
     "age": ("age", "customerage", "ageyears", "years"),
     "spend": (
         "spend",
