@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -268,6 +270,33 @@ def _file_kind(path: Path) -> str:
     raise ValueError(f"Cannot tell the format of {path.name}: use .csv, .csv.gz or .parquet.")
 
 
+@contextmanager
+def _written_aside(path: Path) -> Iterator[tuple[Path, ExitStack]]:
+    """Write into `path`.partial and rename it to `path` at the end, so the file appears
+    complete or not at all. Closers registered on the stack run first (last one first)."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with ExitStack() as closing:
+            yield partial, closing
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def _csv_sink(partial: Path, kind: str, header: Sequence[str], closing: ExitStack):
+    """An Arrow output stream for a CSV (gzipped for .csv.gz) that starts with `header`,
+    written by hand: Arrow would quote the names."""
+    import pyarrow as pa
+
+    sink = pa.OSFile(str(partial), "wb")
+    if kind == "csv.gz":
+        sink = pa.CompressedOutputStream(sink, "gzip")
+    closing.callback(sink.close)
+    sink.write((",".join(header) + "\n").encode())
+    return sink
+
+
 def write_customers(
     path: str | os.PathLike,
     n: int,
@@ -296,11 +325,10 @@ def write_customers(
     kind = _file_kind(path)
     params = _params(segments, separation)
     digits = _id_digits(n)
-    partial = path.with_name(path.name + ".partial")
 
     segment_parts: list[np.ndarray] = []
-    writer = sink = None
-    try:
+    with _written_aside(path) as (partial, closing):
+        writer = None
         for start in range(0, max(n, 1), chunk_rows):
             stop = min(start + chunk_rows, n)
             columns = _columns(start, stop, seed, params, missing_rate)
@@ -308,7 +336,9 @@ def write_customers(
             frame = _frame(columns, _customer_ids(start, stop, digits), categorical)
             table = pa.Table.from_pandas(frame, preserve_index=False)
             if kind == "parquet":
-                writer = writer or pq.ParquetWriter(partial, table.schema)
+                if writer is None:
+                    writer = pq.ParquetWriter(partial, table.schema)
+                    closing.callback(writer.close)
             else:
                 # CSV has no dictionaries: plain strings, unquoted since no value holds a comma.
                 table = table.cast(
@@ -318,24 +348,11 @@ def write_customers(
                     )
                 )
                 if writer is None:
-                    sink = pa.OSFile(str(partial), "wb")
-                    if kind == "csv.gz":
-                        sink = pa.CompressedOutputStream(sink, "gzip")
-                    # Arrow always quotes header names; write the plain header ourselves.
-                    sink.write((",".join(table.column_names) + "\n").encode())
+                    sink = _csv_sink(partial, kind, table.column_names, closing)
                     options = pa_csv.WriteOptions(include_header=False, quoting_style="none")
                     writer = pa_csv.CSVWriter(sink, table.schema, write_options=options)
+                    closing.callback(writer.close)
             writer.write_table(table)
-        writer.close()
-        if sink is not None:
-            sink.close()
-        os.replace(partial, path)
-    except BaseException:
-        for handle in (writer, sink):
-            if handle is not None:
-                handle.close()
-        partial.unlink(missing_ok=True)
-        raise
     return np.concatenate(segment_parts)
 
 
@@ -630,30 +647,17 @@ def write_transactions(
     if kind == "parquet":
         raise ValueError("Order logs are written as .csv or .csv.gz.")
     per_chunk = max(1, chunk_customers // _TX_BLOCK_CUSTOMERS)
-    partial = path.with_name(path.name + ".partial")
-    sink = pa.OSFile(str(partial), "wb")
-    if kind == "csv.gz":
-        sink = pa.CompressedOutputStream(sink, "gzip")
     written = 0
-    writer = None
-    try:
-        sink.write((",".join(TRANSACTION_COLUMNS) + "\n").encode())
+    with _written_aside(path) as (partial, closing):
+        sink = _csv_sink(partial, kind, TRANSACTION_COLUMNS, closing)
+        writer = None
         tables = _tx_tables(customers, seed, settings)
         while blocks := list(itertools.islice(tables, per_chunk)):
             chunk = pa.concat_tables(blocks)
-            if writer is None:  # the header went in by hand: Arrow would quote its names
+            if writer is None:
                 plain = pa_csv.WriteOptions(include_header=False, quoting_style="none")
                 writer = pa_csv.CSVWriter(sink, chunk.schema, write_options=plain)
+                closing.callback(writer.close)
             writer.write_table(chunk)
             written += chunk.num_rows
-        if writer is not None:
-            writer.close()
-        sink.close()
-        os.replace(partial, path)
-    except BaseException:
-        for handle in (writer, sink):
-            if handle is not None:
-                handle.close()
-        partial.unlink(missing_ok=True)
-        raise
     return written
