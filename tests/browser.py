@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import deque
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -50,6 +51,11 @@ JOB_TIMEOUT_MS = 240_000
 expect.set_options(timeout=PAGE_TIMEOUT_MS)
 
 EXCEPTION = '[data-testid="stException"]'
+
+# What the browser tabs said (console, page errors, closed websockets) and where the app servers
+# log: shown under a failed browser test, so a failure on CI can be understood from its report.
+TRACE: deque[str] = deque(maxlen=400)
+APP_LOGS: list[Path] = []
 UPLOAD_INPUT = '[data-testid="stFileUploaderDropzoneInput"]'
 
 
@@ -100,6 +106,7 @@ def app_server(workspace: Path, settings: dict[str, str] | None = None) -> Itera
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = workspace / "streamlit.log"
+    APP_LOGS.append(log)
     env = {
         **os.environ,
         "SEGMENTATION_HOME": str(workspace),
@@ -146,7 +153,31 @@ def new_page(browser: Browser) -> Page:
     """A fresh laptop-sized page (own context: own cookies, own Streamlit session)."""
     context = browser.new_context(viewport=LAPTOP, device_scale_factor=1, accept_downloads=True)
     context.set_default_timeout(PAGE_TIMEOUT_MS)
-    return context.new_page()
+    page = context.new_page()
+    _trace(page)
+    return page
+
+
+def _trace(page: Page) -> None:
+    """Record what the tab reports, tagged with the time and the tab's address."""
+
+    def note(what: str) -> None:
+        TRACE.append(f"{time.strftime('%H:%M:%S')} {page.url} {what}")
+
+    page.on("console", lambda message: note(f"console.{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: note(f"page error: {error}"))
+    page.on("websocket", lambda ws: ws.on("close", lambda _: note(f"websocket closed: {ws.url}")))
+
+
+def failure_report() -> str:
+    """The tabs' trace and the tail of every app log, for a failed test's report."""
+    logs = [
+        f"--- {log} (last 60 lines)\n"
+        + "\n".join(log.read_text(errors="replace").splitlines()[-60:])
+        for log in APP_LOGS
+        if log.exists()
+    ]
+    return "\n".join(["--- browser tabs", *TRACE, *logs])
 
 
 def assert_no_exception(page: Page) -> None:

@@ -1,13 +1,17 @@
-"""One real local SparkSession for the whole test session, shared by every test."""
+"""One real local SparkSession for the whole test session, shared by every test; and, under a
+failed browser test, what the browser and the app said."""
 
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("SPARK_MASTER", "local[2]")
+
+BROWSER_MODULES = {"tests.test_browser", "tests.test_faults"}
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +19,12 @@ def spark():
     from segmentation.session import get_spark
 
     return get_spark()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under a failed browser test, what the tabs and the app servers said."""
+    report = (yield).get_result()
+    browser = sys.modules.get("tests.browser")
+    if report.failed and browser is not None and item.module.__name__ in BROWSER_MODULES:
+        report.sections.append(("browser and app logs", browser.failure_report()))
