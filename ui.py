@@ -182,7 +182,11 @@ def engine_status() -> None:
 
 @st.fragment(run_every=2.0)
 def _engine_status_until_started() -> None:
-    """Redrawn every 2 s, so 'starting…' does not stay on screen after the engine is up."""
+    """Redrawn every 2 s, so 'starting…' does not stay on screen after the engine is up; then
+    one full rerun draws the page without this timer. (Left ticking beside the page's own runs,
+    it once left the Upload page without its Start button.)"""
+    if services().engine.state != "starting":
+        st.rerun()
     _show_engine_status()
 
 

@@ -10,6 +10,7 @@ import csv
 import io
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ from tests.browser import (
     upload,
     wait_for_done,
     wait_for_report,
+    wait_until_idle,
 )
 
 pytestmark = pytest.mark.browser
@@ -246,6 +248,41 @@ def test_a_deep_link_as_a_new_servers_first_request_gets_the_app_frame(tmp_path,
             links = tab.get_by_test_id("stSidebarNav").get_by_role("link")
             expect(links).to_have_count(len(PAGES), timeout=2_000)
             expect(links.filter(has_text="Job Monitor")).to_have_count(1, timeout=2_000)
+        finally:
+            tab.context.close()
+
+
+def test_once_spark_is_up_the_sidebar_stops_redrawing_itself(tmp_path, chromium):
+    """While Spark starts, the sidebar's status redraws itself every 2 s; once Spark is up, one
+    full rerun draws the page without that timer. (Left ticking beside the page's own runs, the
+    timer once left the Upload page without its Start button.)"""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+
+    from tests.browser import app_server
+
+    redraws = []  # when the tab asked for a rerun of a fragment (the sidebar status is the only one)
+
+    def on_frame(payload: bytes | str) -> None:
+        message = BackMsg()
+        message.ParseFromString(payload if isinstance(payload, bytes) else payload.encode())
+        if message.WhichOneof("type") == "rerun_script" and message.rerun_script.fragment_id:
+            redraws.append(time.monotonic())
+
+    with app_server(tmp_path / "workspace") as fresh:
+        tab = new_page(chromium)
+        try:
+            tab.on("websocket", lambda ws: ws.on("framesent", on_frame))
+            open_page(tab, fresh, "", "Customer Segmentation Dashboard")
+            sidebar = tab.get_by_test_id("stSidebarUserContent")
+            expect(sidebar.get_by_text("Spark engine starting")).to_be_visible()
+            expect(sidebar.get_by_text(re.compile(r"Spark [\d.]+ ready"))).to_be_visible(
+                timeout=JOB_TIMEOUT_MS
+            )
+            wait_until_idle(tab)
+            ready = time.monotonic()
+            tab.wait_for_timeout(3 * 2_000 + 500)  # an absence: watch three periods of the timer
+            assert redraws, "the status never redrew itself while Spark was starting"
+            assert not [t for t in redraws if t > ready], "the status timer still runs"
         finally:
             tab.context.close()
 
