@@ -51,12 +51,12 @@ JOB_TIMEOUT_MS = 240_000
 expect.set_options(timeout=PAGE_TIMEOUT_MS)
 
 EXCEPTION = '[data-testid="stException"]'
+UPLOAD_INPUT = '[data-testid="stFileUploaderDropzoneInput"]'
 
 # What the browser tabs said (console, page errors, closed websockets) and where the app servers
 # log: shown under a failed browser test, so a failure on CI can be understood from its report.
 TRACE: deque[str] = deque(maxlen=400)
-APP_LOGS: list[Path] = []
-UPLOAD_INPUT = '[data-testid="stFileUploaderDropzoneInput"]'
+APP_LOGS: list[Path] = []  # the failure report shows the last few
 
 
 @dataclass(frozen=True)
@@ -170,11 +170,11 @@ def _trace(page: Page) -> None:
 
 
 def failure_report() -> str:
-    """The tabs' trace and the tail of every app log, for a failed test's report."""
+    """The tabs' trace and the tails of the latest app servers' logs, for a failed test's report."""
     logs = [
         f"--- {log} (last 60 lines)\n"
         + "\n".join(log.read_text(errors="replace").splitlines()[-60:])
-        for log in APP_LOGS
+        for log in APP_LOGS[-3:]
         if log.exists()
     ]
     return "\n".join(["--- browser tabs", *TRACE, *logs])
