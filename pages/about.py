@@ -27,16 +27,19 @@ st.markdown(
     "skewed money columns can be log-transformed.\n"
     "- **Scaling**: every feature is standardized to mean 0 and standard deviation 1, so no "
     "feature dominates because of its unit.\n"
-    "- **Clustering**: Spark ML KMeans (k-means|| initialisation, fixed seed: the same data, seed "
-    "and k always give the same segments). Segments are numbered by descending mean spend.\n"
+    "- **Clustering**: KMeans centres are fitted on a random sample of at most 50,000 customers "
+    "(scikit-learn's k-means++ and Lloyd, the best of four starts, fixed seed: the same data, seed "
+    "and k always give the same segments); Spark then assigns every customer to the nearest "
+    "centre and computes every figure over all of them. Segments are numbered by descending "
+    "mean spend.\n"
     "- **Profiling**: per segment the mean, median, minimum and maximum of each feature, the "
     "centroid's z-scores, the most common categories, and a name with the reason for it."
 )
 st.subheader("Quality figures")
 st.markdown(
     "- **Silhouette** (−1 to 1, higher is better): how much closer customers are to their own "
-    "segment than to the nearest other one. Computed by Spark's ClusteringEvaluator over every "
-    "customer with *squared* Euclidean distance, so it reads higher than the Euclidean version.\n"
+    "segment than to the nearest other one. Computed in Spark over every customer from per-segment "
+    "sums (the figure of scikit-learn and Spark's ClusteringEvaluator), with *squared* Euclidean distance, so it reads higher than the Euclidean version.\n"
     "- **Calinski–Harabasz** (higher is better): spread between segments relative to the spread "
     "within them.\n"
     "- **Davies–Bouldin** (0 and up, lower is better): how similar each segment is to its closest "

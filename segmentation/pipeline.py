@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-from pyspark.ml.clustering import KMeans
-from pyspark.ml.feature import PCA, StandardScaler, VectorAssembler
+from pyspark.ml.feature import PCA, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from segmentation import metrics
 from segmentation.errors import InputError
+from segmentation.kmeans import SAMPLE_ROWS, Fit, cluster_of, fit, sample_matrix
 from segmentation.profiles import SegmentProfile, name_segments, order_key, profiles_frame
 from segmentation.reading import Table, number_expr
 from segmentation.results import write_results
@@ -51,9 +50,7 @@ MIN_K, MAX_K = 2, 30
 MAX_FEATURES = 50
 CHART_SAMPLE_ROWS = 5000
 PCA_SAMPLE_ROWS = 20_000
-RESTARTS = 3  # KMeans initialisations per k; the best (lowest cost) is kept
 CLUSTER = "__cluster"
-RAW_VECTOR = "__raw"
 FEATURES = "__features"
 
 
@@ -231,6 +228,15 @@ def _prepare(table: Table, report: ValidationReport, params: SegmentationParams)
     return prepared, value_cols, inputs, [c for c, _ in outlier_flags], sorted(logged), notes
 
 
+def _standardized(column: str, counts, i: int) -> Column:
+    """(x - mean) / standard deviation (the sample's, as Spark's StandardScaler); 0 when the
+    feature no longer varies."""
+    std = counts[f"std{i}"]
+    if not std:
+        return F.lit(0.0)
+    return (F.col(column) - F.lit(float(counts[f"mean{i}"]))) / F.lit(float(std))
+
+
 def _number_column(column: str) -> str:
     """Name of the cached, parsed-as-number copy of an input column."""
     return f"__n_{column}"
@@ -246,16 +252,12 @@ def _chart_sample_fractions(sizes: Mapping[int, int]) -> dict[int, float]:
     return fractions
 
 
-def segment_expr(order: Mapping[int, int], cluster_col: str = CLUSTER) -> Column:
-    """The segment number (1 = highest spend) of a KMeans cluster id column."""
-    expr = None
-    for cluster, segment in order.items():
-        expr = (
-            F.when(F.col(cluster_col) == cluster, segment)
-            if expr is None
-            else expr.when(F.col(cluster_col) == cluster, segment)
-        )
-    return expr
+def segment_expr(order: Mapping[int, int], cluster: Column | str = CLUSTER) -> Column:
+    """The segment number (1 = highest spend) of a KMeans cluster id column (null for an id
+    without a segment)."""
+    cluster = F.col(cluster) if isinstance(cluster, str) else cluster
+    numbers = F.array(*[F.lit(order.get(c)).cast("int") for c in range(max(order) + 1)])
+    return F.element_at(numbers, cluster + 1)
 
 
 @dataclass
@@ -266,6 +268,7 @@ class PreparedData:
     table: Table
     report: ValidationReport
     scaled: DataFrame
+    model_cols: list[str]  # the standardized features KMeans sees
     value_cols: list[str]
     rows_out: int
     repairs: dict
@@ -274,7 +277,7 @@ class PreparedData:
 
     @property
     def dims(self) -> int:
-        return len(self.value_cols)
+        return len(self.model_cols)
 
     def release(self) -> None:
         """Free the cached table (a long-lived app must not accumulate cached data)."""
@@ -333,11 +336,14 @@ def prepare(
         with tracker.stage("preprocessing", "Filling missing values and treating outliers"):
             prepared, value_cols, inputs, flagged, logged, notes = _prepare(table, report, params)
 
-        with tracker.stage("features", "Assembling the feature vectors"):
-            assembled = VectorAssembler(inputCols=inputs, outputCol=RAW_VECTOR).transform(prepared)
-            counts = assembled.agg(
+        with tracker.stage("features", "Counting customers and measuring each feature"):
+            # One pass: rows left, outliers treated, and each model input's mean and standard
+            # deviation for the scaling.
+            counts = prepared.agg(
                 F.count(F.lit(1)).alias("rows"),
                 *[F.sum(F.col(f"__o{j}").cast("int")).alias(f"o{j}") for j in range(len(flagged))],
+                *[F.avg(c).alias(f"mean{i}") for i, c in enumerate(inputs)],
+                *[F.stddev_samp(c).alias(f"std{i}") for i, c in enumerate(inputs)],
             ).collect()[0]
             rows_out = counts["rows"]
             if rows_out < min_k:
@@ -347,10 +353,15 @@ def prepare(
                 )
 
         with tracker.stage("scaling", "Standardizing features (mean 0, standard deviation 1)"):
-            scaler = StandardScaler(
-                withMean=True, withStd=True, inputCol=RAW_VECTOR, outputCol=FEATURES
-            ).fit(assembled)
-            scaled = scaler.transform(assembled)
+            model_cols = [f"__z{i}" for i in range(len(inputs))]
+            scaled = prepared.select(
+                "*",
+                *[
+                    _standardized(c, counts, i).alias(z)
+                    for i, (c, z) in enumerate(zip(inputs, model_cols, strict=True))
+                ],
+            )
+            scaled = VectorAssembler(inputCols=model_cols, outputCol=FEATURES).transform(scaled)
     except BaseException:
         unpersist(cached)
         raise
@@ -365,64 +376,41 @@ def prepare(
         "notes": origin_messages(origin) + notes,
     }
     return PreparedData(
-        source, table, report, scaled, value_cols, rows_out, repairs, cached, origin
+        source, table, report, scaled, model_cols, value_cols, rows_out, repairs, cached, origin
     )
 
 
-def parallel_map(spark: SparkSession, work: Callable, items: list, workers: int = 2) -> list:
-    """Run `work` on each item in a few threads that keep the caller's Spark job tags.
-
-    Spark schedules the jobs of several threads side by side, so small fits overlap their
-    driver-side overheads; the tags let a cancelled job interrupt all of them.
-
-    Each item is wrapped on its own: one wrapper hands the same copy of the caller's Spark local
-    properties to every thread that runs it, so a query in one thread would stamp its execution
-    id on the other threads' jobs, and Spark would keep those jobs (and their plans) forever.
-    """
-    if len(items) < 2 or workers < 2:
-        return [work(item) for item in items]
-    from pyspark import inheritable_thread_target
-
-    tasks = [inheritable_thread_target(spark)(partial(work, item)) for item in items]
-    with ThreadPoolExecutor(workers, thread_name_prefix="segmentation-fit") as pool:
-        return [future.result() for future in [pool.submit(task) for task in tasks]]
+def driver_sample(data: PreparedData, seed: int) -> np.ndarray:
+    """The customers (standardized) KMeans centres are fitted on: all, or a random sample."""
+    return sample_matrix(data.scaled, data.model_cols, data.rows_out, SAMPLE_ROWS, seed)
 
 
-def fit_kmeans(data: PreparedData, k: int, seed: int, max_iter: int, restarts: int = RESTARTS):
-    """Train KMeans from `restarts` initialisations (seeds seed, seed+1, ...) and keep the one
-    with the lowest within-cluster cost, as one start of Spark's k-means|| can settle in a poor
-    local optimum. The block solver is the fastest on this kind of data."""
-
-    def fit(start: int):
-        return KMeans(
-            k=k,
-            seed=seed + start,
-            maxIter=max_iter,
-            featuresCol=FEATURES,
-            predictionCol=CLUSTER,
-            solver="block",
-        ).fit(data.scaled)
-
-    models = parallel_map(data.scaled.sparkSession, fit, list(range(restarts)))
-    return min(models, key=lambda m: m.summary.trainingCost)
+def fit_segments(data: PreparedData, sample: np.ndarray, k: int, seed: int, max_iter: int) -> Fit:
+    """Fit k segments on the prepared table (see segmentation.kmeans)."""
+    return fit(data.scaled, data.model_cols, sample, k, seed, max_iter)
 
 
-def evaluate(
-    data: PreparedData, model, k: int
-) -> tuple[DataFrame, list[metrics.ClusterStats], dict]:
+def evaluate(data: PreparedData, fit: Fit) -> tuple[DataFrame, list[metrics.ClusterStats], dict]:
     """Customers with their cluster, per-cluster aggregates and the quality figures."""
-    clustered = model.transform(data.scaled)
-    stats = metrics.cluster_stats(clustered, FEATURES, CLUSTER, data.dims)
+    clustered = data.scaled.withColumn(CLUSTER, cluster_of(data.model_cols, fit.centres))
+    stats = fit.stats
+    everyone = fit.fitted_on >= data.rows_out
     quality = {
-        "silhouette": metrics.silhouette(clustered, FEATURES, CLUSTER, len(stats)),
-        "silhouette_kind": "squared Euclidean silhouette, over every customer (Spark "
-        "ClusteringEvaluator)",
+        "silhouette": fit.silhouette,
+        "silhouette_kind": "squared Euclidean silhouette, over every customer",
         "within_ss": metrics.within_ss(stats),
         "calinski_harabasz": metrics.calinski_harabasz(stats),
         "davies_bouldin": metrics.davies_bouldin(stats),
-        "k_requested": k,
+        "k_requested": fit.k,
         "segments_found": len(stats),
-        "iterations": model.summary.numIter,
+        "fitted_on": fit.fitted_on,
+        "fit_kind": (
+            f"centres fitted on all {data.rows_out:,} customers"
+            if everyone
+            else f"centres fitted on a random sample of {fit.fitted_on:,} of "
+            f"{data.rows_out:,} customers; every customer is assigned and every figure is "
+            "computed over all of them"
+        ),
     }
     return clustered, stats, quality
 
@@ -525,9 +513,10 @@ def run_segmentation(
     data = prepare(spark, source, params, tracker, params.k)
     try:
         with tracker.stage("clustering", f"Fitting KMeans with k={params.k}"):
-            model = fit_kmeans(data, params.k, params.seed, params.max_iter)
+            sample = driver_sample(data, params.seed)
+            fitted = fit_segments(data, sample, params.k, params.seed, params.max_iter)
         with tracker.stage("evaluation", "Measuring segment quality"):
-            clustered, stats, quality = evaluate(data, model, params.k)
+            clustered, stats, quality = evaluate(data, fitted)
         with tracker.stage("profiling", "Describing and naming the segments"):
             seg = describe(data, clustered, stats, quality)
         with tracker.stage("saving", "Writing the results"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -42,7 +43,7 @@ class SparkSettings:
 
     master: str = "local[*]"
     remote: str = ""
-    driver_memory: str = "512m"  # fits Community Cloud: 100k customers in under 1 GB in all
+    driver_memory: str = ""  # empty: default_driver_memory(), from the memory available
     extra_conf: dict[str, str] = field(default_factory=dict)
     log_level: str = "WARN"
 
@@ -53,7 +54,7 @@ class SparkSettings:
         return cls(
             master=env.get("SPARK_MASTER") or cls.master,
             remote=env.get("SPARK_REMOTE") or "",
-            driver_memory=env.get("SPARK_DRIVER_MEMORY") or cls.driver_memory,
+            driver_memory=env.get("SPARK_DRIVER_MEMORY") or default_driver_memory(),
             extra_conf=parse_conf(env.get("SPARK_CONF", "")),
             log_level=env.get("SPARK_LOG_LEVEL") or cls.log_level,
         )
@@ -64,6 +65,40 @@ class SparkSettings:
         if self.remote:
             return "connect"
         return "local" if self.master.startswith("local") else "cluster"
+
+
+MIN_DRIVER_MB, MAX_DRIVER_MB = 512, 1024
+
+
+def available_memory_mb() -> int | None:
+    """Memory this process may use: the container's limit (cgroup v2 or v1) or what the machine
+    has available, whichever is lower; None when neither can be read."""
+    found = []
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:  # "max" or a huge number: no limit
+            found.append(int(text) // 2**20)
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) // 1024)
+    except OSError:  # not Linux
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20)
+    return min(found) if found else None
+
+
+def default_driver_memory(available_mb: int | None = None) -> str:
+    """The driver heap when SPARK_DRIVER_MEMORY is unset: a quarter of the memory available,
+    at least 512m (a 1 GB host such as Community Cloud's smallest) and at most 1g, which keeps a
+    1M-customer table cached in memory with no spill to disk."""
+    available_mb = available_memory_mb() if available_mb is None else available_mb
+    if available_mb is None:
+        return f"{MIN_DRIVER_MB}m"
+    return f"{min(MAX_DRIVER_MB, max(MIN_DRIVER_MB, available_mb // 4))}m"
 
 
 def parse_conf(text: str) -> dict[str, str]:
@@ -179,7 +214,7 @@ def build_session(settings: SparkSettings):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     conf = {
         "spark.app.name": "customer-segmentation",
-        "spark.driver.memory": settings.driver_memory,
+        "spark.driver.memory": settings.driver_memory or default_driver_memory(),
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",

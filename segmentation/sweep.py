@@ -20,11 +20,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from segmentation import pipeline
+from segmentation.kmeans import Fit, cluster_of
 from segmentation.pipeline import (
-    CLUSTER,
     Progress,
     ProgressCallback,
-    Segmentation,
     SegmentationParams,
     segment_expr,
 )
@@ -111,53 +110,61 @@ def adjusted_rand(counts: pd.DataFrame) -> float:
     return 1.0 if maximum == expected else (index - expected) / (maximum - expected)
 
 
-def _stability(data, model, seg: Segmentation, params: SegmentationParams, k: int) -> dict:
-    """Refit with other seeds: the spread of silhouettes and the agreement (ARI) with the main fit."""
-    silhouettes, aris = [], []
+def _stability(data, fits: dict[int, Fit], params: SegmentationParams) -> dict[int, dict]:
+    """Refit every k with other seeds: the spread of silhouettes and the agreement (ARI) with the
+    main fit, from one contingency pass per extra seed."""
+    silhouettes = {k: [fit.silhouette] for k, fit in fits.items()}
+    aris: dict[int, list[float]] = {k: [] for k in fits}
     for extra in range(1, params.stability_seeds + 1):
-        other = pipeline.fit_kmeans(data, k, params.seed + extra, params.max_iter)
-        other.setPredictionCol("__other")
-        both = other.transform(model.transform(data.scaled))
-        silhouettes.append(pipeline.metrics.silhouette(both, pipeline.FEATURES, "__other", k))
-        counts = (
-            both.groupBy(F.col(CLUSTER).alias("a"), F.col("__other").alias("b"))
-            .agg(F.count(F.lit(1)).alias("n"))
-            .toPandas()
+        seed = params.seed + extra
+        sample = pipeline.driver_sample(data, seed)
+        others = {k: pipeline.fit_segments(data, sample, k, seed, params.max_iter) for k in fits}
+        pairs = F.explode(
+            F.array(
+                *[
+                    F.struct(
+                        F.lit(k).alias("k"),
+                        cluster_of(data.model_cols, fit.centres).alias("a"),
+                        cluster_of(data.model_cols, others[k].centres).alias("b"),
+                    )
+                    for k, fit in fits.items()
+                ]
+            )
+        ).alias("p")
+        counts = (data.scaled.select(pairs).groupBy("p.k", "p.a", "p.b").count().toPandas()).rename(
+            columns={"count": "n"}
         )
-        aris.append(adjusted_rand(counts))
-    values = [seg.quality["silhouette"], *silhouettes]
-    values = [v for v in values if v is not None]
-    return {
-        "seeds": params.stability_seeds + 1,
-        "silhouette_min": min(values) if values else None,
-        "silhouette_max": max(values) if values else None,
-        "ari_mean": float(np.mean(aris)) if aris else None,
-        "ari_min": float(min(aris)) if aris else None,
+        for k, other in others.items():
+            silhouettes[k].append(other.silhouette)
+            aris[k].append(adjusted_rand(counts[counts["k"] == k]))
+    result = {}
+    for k in fits:
+        values = [v for v in silhouettes[k] if v is not None]
+        result[k] = {
+            "seeds": params.stability_seeds + 1,
+            "silhouette_min": min(values) if values else None,
+            "silhouette_max": max(values) if values else None,
+            "ari_mean": float(np.mean(aris[k])) if aris[k] else None,
+            "ari_min": float(min(aris[k])) if aris[k] else None,
+        }
+    return result
+
+
+def _splits(data, fits: dict[int, Fit], orders: dict[int, dict[int, int]]) -> pd.DataFrame:
+    """How many customers of each segment at k land in each segment at k+1."""
+    ks = sorted(fits)
+    segments = {
+        k: segment_expr(orders[k], cluster_of(data.model_cols, fits[k].centres)) for k in ks
     }
-
-
-def _splits(data, models: dict[int, object], orders: dict[int, dict[int, int]]) -> pd.DataFrame:
-    """How many customers of each segment at k land in each segment at k+1 (one Spark pass)."""
-    ks = sorted(models)
-    frame = data.scaled
-    for k in ks:
-        model = models[k].copy()
-        model.setPredictionCol(f"__c{k}")
-        frame = model.transform(frame).withColumn(f"__s{k}", segment_expr(orders[k], f"__c{k}"))
-    pairs = F.explode(
-        F.array(
-            *[
-                F.struct(
-                    F.lit(k).alias("k"),
-                    F.col(f"__s{k}").alias("source"),
-                    F.col(f"__s{k + 1}").alias("target"),
-                )
-                for k in ks[:-1]
-            ]
-        )
-    ).alias("pair")
-    counted = frame.select(pairs).groupBy("pair.k", "pair.source", "pair.target").count()
-    return counted.toPandas().sort_values(["k", "source", "target"]).reset_index(drop=True)
+    counted = [
+        data.scaled.groupBy(segments[k].alias("source"), segments[k + 1].alias("target"))
+        .count()
+        .toPandas()
+        .assign(k=k)
+        for k in ks[:-1]
+    ]
+    frame = pd.concat(counted, ignore_index=True)[["k", "source", "target", "count"]]
+    return frame.sort_values(["k", "source", "target"]).reset_index(drop=True)
 
 
 def run_sweep(
@@ -178,41 +185,44 @@ def run_sweep(
     partial = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     partial.mkdir(parents=True)
     try:
-        rows, models, orders, segmentations = [], {}, {}, {}
+        rows, fits, orders, segmentations = [], {}, {}, {}
         with tracker.stage("clustering", f"Fitting {len(ks)} segmentations, k={ks[0]}..{ks[-1]}"):
+            sample = pipeline.driver_sample(data, params.seed)
             for index, k in enumerate(ks):
                 tracker.report(
                     index / len(ks),
                     f"k={k}: fitting ({index + 1} of {len(ks)}, {len(ks) - index - 1} left)",
                 )
                 started = time.perf_counter()
-                model = pipeline.fit_kmeans(data, k, params.seed, params.max_iter)
+                fits[k] = pipeline.fit_segments(data, sample, k, params.seed, params.max_iter)
                 fitted = time.perf_counter() - started
-                seg = pipeline.describe(data, *pipeline.evaluate(data, model, k))
+                seg = pipeline.describe(data, *pipeline.evaluate(data, fits[k]))
                 quality = seg.quality
                 smallest = min(quality["sizes"].values()) / data.rows_out
-                row = {
-                    "k": k,
-                    "within_ss": quality["within_ss"],
-                    "silhouette": quality["silhouette"],
-                    "calinski_harabasz": quality["calinski_harabasz"],
-                    "davies_bouldin": quality["davies_bouldin"],
-                    "segments_found": quality["segments_found"],
-                    "smallest_share": smallest,
-                    "tiny_segment": smallest < TINY_SHARE,
-                    "fit_seconds": round(fitted, 3),
-                }
-                if params.stability_seeds:
-                    tracker.report((index + 0.8) / len(ks), f"k={k}: stability check")
-                    row.update(_stability(data, model, seg, params, k))
-                rows.append(row)
-                models[k], orders[k], segmentations[k] = model, seg.order, seg
+                rows.append(
+                    {
+                        "k": k,
+                        "within_ss": quality["within_ss"],
+                        "silhouette": quality["silhouette"],
+                        "calinski_harabasz": quality["calinski_harabasz"],
+                        "davies_bouldin": quality["davies_bouldin"],
+                        "segments_found": quality["segments_found"],
+                        "smallest_share": smallest,
+                        "tiny_segment": smallest < TINY_SHARE,
+                        "fit_seconds": round(fitted, 3),
+                    }
+                )
+                orders[k], segmentations[k] = seg.order, seg
+            if params.stability_seeds:
+                tracker.report(0.95, "Stability check: refitting every k with other seeds")
+                for row, extra in zip(rows, _stability(data, fits, params).values(), strict=True):
+                    row.update(extra)
         table = pd.DataFrame(rows)
 
         with tracker.stage("evaluation", "Comparing the segmentations"):
             suggested, reason, opinions = suggest(table)
             splits = (
-                _splits(data, models, orders)
+                _splits(data, fits, orders)
                 if len(ks) > 1
                 else pd.DataFrame(columns=["k", "source", "target", "count"])
             )

@@ -123,7 +123,7 @@ def assert_same_segmentation(result: Path, reference: Path) -> None:
     ]
     for name in METRICS:
         assert got["metrics"][name] == pytest.approx(want["metrics"][name], rel=1e-6), name
-    assert got["metrics"]["iterations"] == want["metrics"]["iterations"]
+    assert got["metrics"]["fitted_on"] == want["metrics"]["fitted_on"]
 
     def assignments(out_dir: Path) -> pd.DataFrame:
         table = pd.read_csv(out_dir / "customers.csv", dtype=str, keep_default_na=False)

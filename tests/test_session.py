@@ -12,6 +12,8 @@ import pytest
 from segmentation.errors import EngineError
 from segmentation.session import (
     SparkSettings,
+    available_memory_mb,
+    default_driver_memory,
     engine_info,
     java_version,
     parse_conf,
@@ -35,6 +37,7 @@ def test_settings_from_environment():
         "spark.executor.memory": "2g",
     }
     assert SparkSettings.from_env({}).mode == "local"
+    assert SparkSettings.from_env({}).driver_memory == default_driver_memory()
     assert SparkSettings.from_env({"SPARK_REMOTE": "sc://h:15002"}).mode == "connect"
 
 
@@ -102,3 +105,13 @@ def test_engine_failures_are_told_apart_from_bad_data(spark):
     assert engine_failure_reason(lost, wait=0) == ENGINE_LOST
     assert engine_failure_reason(heap, wait=0).startswith("Spark ran out of memory")
     assert engine_failure_reason(data, wait=0) is None
+
+
+def test_driver_memory_follows_the_memory_available_unless_set():
+    # A 1 GB host (Community Cloud's smallest) keeps the 512m floor; a laptop gets a quarter of
+    # what is free up to 1g, enough to cache a million customers without spilling to disk.
+    assert default_driver_memory(1024) == "512m"
+    assert default_driver_memory(2600) == "650m"
+    assert default_driver_memory(16_000) == "1024m"
+    assert default_driver_memory(None) in {"512m", default_driver_memory(available_memory_mb())}
+    assert (available_memory_mb() or 0) > 0
