@@ -1,18 +1,18 @@
-"""KMeans for one k or many at once on a cached Spark table, with exact quality figures.
+"""KMeans for the segments: centres fitted on a driver-side sample, figures exact over everyone.
 
-Why not one `pyspark.ml` KMeans per k: each fit costs a Spark job per Lloyd iteration and per
-start, so nine k with three starts each run hundreds of small jobs, and per-job overhead, not
-arithmetic, is what a laptop pays for. Here:
+Why not `pyspark.ml` KMeans: each fit costs a Spark job per Lloyd iteration and per start, at
+about 40 ms a job whatever the size, so a sweep of nine k with three starts ran hundreds of small
+jobs. Here:
 
-- starts are chosen on a random sample held by the driver (k-means++ with greedy trials, refined
-  by Lloyd on the sample, the best of several starts kept), so the whole table sees only the few
-  iterations that polish good centres;
-- every Lloyd pass over the whole table serves every k that is still moving: one Spark job per
-  iteration for a whole sweep, written with DataFrame expressions only (no Python on executors,
-  so it runs on a cluster and over Spark Connect alike);
-- the figures the app shows (sizes, means, sums of squares, the squared-Euclidean silhouette and
-  the spreads Davies–Bouldin needs) come from exact passes over every customer, for every k at
-  once.
+- centres are fitted by scikit-learn (k-means++, the best of STARTS starts, Lloyd to
+  convergence) on a random sample of at most SAMPLE_ROWS customers collected to the driver, all
+  of them when the table is smaller; milliseconds, and bounded however large the table;
+- then two passes over the whole cached table, written with DataFrame expressions only (no
+  Python on executors, so a cluster and Spark Connect run them alike): every customer is
+  assigned to its nearest centre and each segment's size, mean and sum of squared norms are
+  summed; then the squared-Euclidean silhouette and each segment's spread. Every figure the app
+  shows is exact over every customer; only the centres come from the sample, and the manifest
+  says so.
 """
 
 from __future__ import annotations
@@ -40,14 +40,9 @@ class Fit:
     silhouette: float | None
     fitted_on: int  # customers the centres were fitted on
 
-    @property
-    def cost(self) -> float:
-        """Within-cluster sum of squared distances to the centres' members' means."""
-        return float(sum(s.within_ss for s in self.stats))
-
 
 def distances(columns: Sequence[str], points: np.ndarray) -> Column:
-    """Per row, the array of squared distances to each point (a centre or a cluster mean)."""
+    """Per row, the array of squared distances to each centre."""
     values = [F.col(c) for c in columns]
     return F.array(
         *[
