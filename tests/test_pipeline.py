@@ -136,10 +136,9 @@ def test_same_seed_gives_identical_results(spark, synthetic, run, tmp_path):
     assert first.manifest["metrics"] == again.manifest["metrics"]
 
 
-def test_parallel_restarts_leave_no_jobs_held_by_spark(spark, synthetic, tmp_path):
-    """Each restart thread gets its own copy of Spark's local properties. With one shared copy,
-    a query in one thread stamped its id on the other thread's KMeans jobs, and Spark's
-    scheduler kept those jobs and their plans for good (a few MB per segmentation)."""
+def test_a_segmentation_leaves_no_jobs_held_by_spark(spark, synthetic, tmp_path):
+    """Spark's scheduler must not keep a run's jobs and their plans (once a few MB per
+    segmentation, when KMeans fits ran in threads sharing Spark's local properties)."""
     path, _, _ = synthetic
     held = spark.sparkContext._jsc.sc().dagScheduler().activeQueryToJobs()
     before = held.size()
