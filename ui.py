@@ -26,7 +26,7 @@ from segmentation.access import (
 from segmentation.errors import EngineError, SegmentationError
 from segmentation.jobs import Job, JobRunner, JobState, JobStore, run_pipeline_job, workspace_dir
 from segmentation.locations import ROOTS_SETTING
-from segmentation.pipeline import SegmentationParams
+from segmentation.preparation import SegmentationParams
 from segmentation.reading import read_table
 from segmentation.results import Results, Sweep, load_results, load_sweep
 from segmentation.session import SETTING_NAMES, EngineStarter, engine_failure_reason

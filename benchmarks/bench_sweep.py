@@ -61,7 +61,7 @@ def spark_sweep(spark, path: Path, k_range: tuple[int, int]) -> Run:
     extra holds per k the fit seconds and the silhouette, and the
     suggested k.
     """
-    from segmentation.pipeline import SegmentationParams
+    from segmentation.preparation import SegmentationParams
     from segmentation.sweep import run_sweep
 
     params = SegmentationParams(k_range=k_range, seed=SEED)

@@ -237,7 +237,8 @@ class SizeResult:
 
 def spark_segmentation(spark, path: Path, k: int = SEGMENTS) -> Run:
     """One run of the real pipeline into a fresh directory that is deleted afterwards."""
-    from segmentation.pipeline import SegmentationParams, run_segmentation
+    from segmentation.pipeline import run_segmentation
+    from segmentation.preparation import SegmentationParams
 
     with scratch_dir("bench-segmentation-") as scratch:
         result, seconds, memory = measure(

@@ -7,7 +7,7 @@ import streamlit as st
 
 import ui
 from segmentation.jobs import workspace_dir
-from segmentation.pipeline import STAGES
+from segmentation.preparation import STAGES
 
 ui.require_frame(__file__)
 st.title("About")

@@ -7,7 +7,7 @@ import streamlit as st
 import ui
 from segmentation.errors import SegmentationError
 from segmentation.jobs import JobState, stage_durations
-from segmentation.pipeline import STAGES
+from segmentation.preparation import STAGES
 
 ui.require_frame(__file__)
 st.title("Job Monitor")

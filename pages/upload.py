@@ -5,7 +5,13 @@ import streamlit as st
 import ui
 from segmentation.errors import SegmentationError
 from segmentation.locations import data_roots, resolve_location
-from segmentation.pipeline import MAX_FEATURES, MAX_K, MIN_K, OUTLIER_POLICIES, SegmentationParams
+from segmentation.preparation import (
+    MAX_FEATURES,
+    MAX_K,
+    MIN_K,
+    OUTLIER_POLICIES,
+    SegmentationParams,
+)
 from segmentation.transactions import INPUT_KINDS, origin_messages
 from segmentation.validation import DEFAULT_FEATURE_ROLES, ROLE_LABELS
 

@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from segmentation.pipeline import SegmentationParams, run_segmentation
+    from segmentation.pipeline import run_segmentation
+    from segmentation.preparation import SegmentationParams
     from segmentation.reading import sniff
     from segmentation.session import get_spark
     from segmentation.sweep import run_sweep

@@ -809,7 +809,8 @@ def run_pipeline_job(store: JobStore, spark_provider: Callable[[], Any]) -> Work
     """The work function the app hands to its JobRunner: one segmentation run per job."""
 
     def work(job: Job, progress: ProgressFn, cancel_event: threading.Event) -> JobOutcome:
-        from segmentation.pipeline import SegmentationParams, run_segmentation
+        from segmentation.pipeline import run_segmentation
+        from segmentation.preparation import SegmentationParams
         from segmentation.sweep import run_sweep
 
         params = SegmentationParams.from_dict(job.params)

@@ -7,8 +7,10 @@ import gzip
 import io
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -22,6 +24,8 @@ MALFORMED = "__malformed_row"  # Spark's copy of a CSV row whose field count is 
 MAX_MAGNITUDE = (
     1e150  # larger values overflow when squared (scaling, distances): not usable numbers
 )
+# What a number can start with once spaces are trimmed (signs, currencies, quotes, white space).
+NUMBER_STARTS = tuple("0123456789+-.$€£¥%'\"’\u00a0\t\r\n\x0b\x0c")
 MISSING_TOKENS = ("", "na", "n/a", "nan", "null", "none", "-", "--", "?", "#n/a", "missing")
 _NOT_A_TABLE = {
     b"PK\x03\x04": "an Excel workbook or another zip archive",
@@ -63,6 +67,7 @@ class Table:
     path: str
     format: SourceFormat
     names: list[str] | None = None  # the input's columns when df carries helper columns too
+    unique_ids: bool = False  # one row per customer id by construction (built from an order log)
 
     @property
     def columns(self) -> list[str]:
@@ -208,8 +213,12 @@ def storage_suffix(path: str) -> str:
     return ".csv.gz" if fmt.compression else ".csv"
 
 
-def read_table(spark: SparkSession, path: str) -> Table:
-    """Load a CSV (every column as text, cleaned later) or Parquet file as a Spark DataFrame."""
+def read_table(spark: SparkSession, path: str, keep_malformed: bool = False) -> Table:
+    """Load a CSV (every column as text, cleaned later) or Parquet file as a Spark DataFrame.
+
+    With `keep_malformed`, a local CSV's DataFrame also carries Spark's copy of each row whose
+    field count is not the header's (MALFORMED), so one pass can both read and check the file.
+    """
     fmt = sniff(path)
     local = _local_path(path)
     # Absolute: a Spark Connect server or cluster resolves relative paths against its own
@@ -234,11 +243,13 @@ def read_table(spark: SparkSession, path: str) -> Table:
         return Table(df=df.toDF(*clean_header(df.columns)), path=path, format=fmt)
     if not fmt.header:
         raise InputError("The file has no header row.", hint="Add a first line naming the columns.")
-    schema = T.StructType([T.StructField(name, T.StringType()) for name in fmt.header])
-    df = _csv_reader(spark, fmt).schema(schema).csv(location)
+    extra = (MALFORMED,) if keep_malformed else ()
+    schema = T.StructType([T.StructField(name, T.StringType()) for name in (*fmt.header, *extra)])
+    options = {"columnNameOfCorruptRecord": MALFORMED} if keep_malformed else {}
+    df = _csv_reader(spark, fmt, **options).schema(schema).csv(location)
     if fmt.encoding == "windows-1252":
-        df = df.select(*[_from_cp1252(name).alias(name) for name in fmt.header])
-    return Table(df=df, path=path, format=fmt)
+        df = df.select(*[_from_cp1252(name).alias(name) for name in fmt.header], *extra)
+    return Table(df=df, path=path, format=fmt, names=list(fmt.header) if extra else None)
 
 
 def _cp1252_pairs() -> tuple[str, str]:
@@ -284,45 +295,65 @@ class RaggedRows:
     fewer_examples: list[str] = field(default_factory=list)
 
 
-def ragged_rows(table: Table) -> RaggedRows | None:
-    """Count the rows of a local CSV with more or fewer fields than its header (None for others).
+def _fields(raw: Column, fmt: SourceFormat) -> Column:
+    """Fields of a malformed row's raw text: split on separators outside quotes, trailing empty
+    ones ignored (a separator at the end of every line is harmless); null for other rows."""
+    sep = re.escape(fmt.delimiter)
+    trimmed = F.regexp_replace(raw, rf"[{sep}\s]+$", "")
+    return F.when(raw.isNotNull(), F.size(F.split(trimmed, rf'{sep}(?=(?:[^"]*"[^"]*")*[^"]*$)')))
+
+
+def ragged_aggregates(table: Table) -> list[Column]:
+    """Counts of rows with more (`__more`) and fewer (`__fewer`) fields than the header, to add to
+    a pass over a table read with keep_malformed; none for other tables."""
+    if MALFORMED not in table.df.columns:
+        return []
+    fields = _fields(F.col(MALFORMED), table.format)
+    wanted = len(table.format.header)
+    return [
+        F.sum((fields > wanted).cast("int")).alias("__more"),
+        F.sum((fields < wanted).cast("int")).alias("__fewer"),
+    ]
+
+
+def ragged_rows(table: Table, counted: Mapping[str, Any] | None = None) -> RaggedRows | None:
+    """Rows of a local CSV with more or fewer fields than its header (None for other inputs).
 
     Spark fills a short row with nulls and drops a long row's extra fields without a word, so
-    an unquoted '1,550' would shift every later value of its row. Costs one more pass over the
-    file, which only parses it.
+    an unquoted '1,550' would shift every later value of its row. `counted` holds the counts of
+    ragged_aggregates from a pass already made; otherwise the file is parsed once more.
     """
     fmt = table.format
     local = _local_path(table.path)
     if fmt.kind != "csv" or not fmt.header or local is None:
         return None
-    schema = T.StructType(
-        [T.StructField(name, T.StringType()) for name in (*fmt.header, MALFORMED)]
-    )
-    rows = (
-        _csv_reader(table.df.sparkSession, fmt, columnNameOfCorruptRecord=MALFORMED)
-        .schema(schema)
-        .csv(str(local.absolute()))
-    )
+    if counted is not None and MALFORMED in table.df.columns:
+        rows = table.df
+    else:
+        schema = T.StructType(
+            [T.StructField(name, T.StringType()) for name in (*fmt.header, MALFORMED)]
+        )
+        rows = (
+            _csv_reader(table.df.sparkSession, fmt, columnNameOfCorruptRecord=MALFORMED)
+            .schema(schema)
+            .csv(str(local.absolute()))
+        )
     raw = F.col(MALFORMED)
-    # Fields of a malformed row: split on separators outside quotes, trailing empty ones ignored
-    # (a separator at the end of every line is harmless).
-    sep = re.escape(fmt.delimiter)
-    trimmed = F.regexp_replace(raw, rf"[{sep}\s]+$", "")
-    fields = F.size(F.split(trimmed, rf'{sep}(?=(?:[^"]*"[^"]*")*[^"]*$)'))
     # Every column is referenced: Spark parses only the columns a query needs, and only a row
     # parsed whole is checked against the header (nor does it allow a query on raw text alone).
     flagged = rows.select(
         raw.alias("raw"),
-        F.when(raw.isNotNull(), fields).alias("fields"),
+        _fields(raw, fmt).alias("fields"),
         F.coalesce(*[F.col(f"`{name}`") for name in fmt.header]).alias("first"),
     )
     wanted = len(fmt.header)
-    counts = flagged.agg(
-        F.count("first").alias("n"),
-        F.sum((F.col("fields") > wanted).cast("int")).alias("more"),
-        F.sum((F.col("fields") < wanted).cast("int")).alias("fewer"),
-    ).collect()[0]
-    found = RaggedRows(wanted, counts["more"] or 0, counts["fewer"] or 0)
+    if counted is None or MALFORMED not in table.df.columns:
+        counted = flagged.agg(
+            F.count("first").alias("rows"),  # references every column (see above)
+            F.sum((F.col("fields") > wanted).cast("int")).alias("__more"),
+            F.sum((F.col("fields") < wanted).cast("int")).alias("__fewer"),
+        ).collect()[0]
+    found = RaggedRows(wanted, counted["__more"] or 0, counted["__fewer"] or 0)
 
     def examples(condition: Column) -> list[str]:
         picked = flagged.where(condition).select("raw", "first").limit(3).collect()
@@ -348,8 +379,15 @@ def missing_expr(df: DataFrame, column: str) -> Column:
         return col.isNull() | F.isnan(col)
     if is_numeric_type(data_type):
         return col.isNull()
-    text = F.lower(F.trim(col.cast("string")))
-    return col.isNull() | text.isin(*MISSING_TOKENS)
+    text = F.trim(col.cast("string"))
+    # Lower-casing copies the text: only values that can be a token pay for it.
+    starts = {token[:1].lower() for token in MISSING_TOKENS} | {
+        t[:1].upper() for t in MISSING_TOKENS
+    }
+    maybe = (F.length(text) <= max(len(token) for token in MISSING_TOKENS)) & F.substring(
+        text, 1, 1
+    ).isin(*starts)
+    return col.isNull() | (maybe & F.lower(text).isin(*MISSING_TOKENS))
 
 
 def number_expr(df: DataFrame, column: str) -> Column:
@@ -364,11 +402,15 @@ def number_expr(df: DataFrame, column: str) -> Column:
     else:
         # Plain numbers take the fast cast; only the rest pay for the regular expressions.
         # Quotes go too: '42' and "42" are numbers typed as text, 1'550 a Swiss thousands mark.
-        text = F.regexp_replace(F.trim(col.cast("string")), r"[\s$€£¥%\u00a0'\"’]", "")
+        trimmed = F.trim(col.cast("string"))
+        text = F.regexp_replace(trimmed, r"[\s$€£¥%\u00a0'\"’]", "")
         thousands = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"
         text = F.when(text.rlike(thousands), F.regexp_replace(text, ",", "")).otherwise(text)
         number = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-        value = F.coalesce(col.try_cast("double"), F.when(text.rlike(number), text.cast("double")))
+        parsed = F.coalesce(col.try_cast("double"), F.when(text.rlike(number), text.cast("double")))
+        # A failed cast costs Spark an exception (a microsecond and more): text that cannot
+        # start a number, such as ids, names and categories, is not tried at all.
+        value = F.when(F.substring(trimmed, 1, 1).isin(*NUMBER_STARTS), parsed)
     usable = ~F.isnan(value) & (F.abs(value) < F.lit(MAX_MAGNITUDE))
     return F.when(usable, value)
 

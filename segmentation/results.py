@@ -1,7 +1,7 @@
 """The results directory of a run: written atomically, read back by the app and the command line.
 
-Layout: assignments.parquet/ (Spark), customers.csv, segments.csv, categorical_mix.csv,
-chart_sample.parquet and manifest.json. Files are written into a hidden sibling folder and moved
+Layout: customers.csv, segments.csv, categorical_mix.csv, chart_sample.parquet and
+manifest.json. Files are written into a hidden sibling folder and moved
 into place at the end, so a half-written result is never mistaken for a finished one.
 """
 
@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from segmentation.fitting import Segmentation, customers_table, segment_columns
+from segmentation.preparation import PreparedData, SegmentationParams
 from segmentation.reading import display_name, file_size, sha256_of
 from segmentation.session import engine_info
 
@@ -32,7 +34,6 @@ CUSTOMERS = "customers.csv"
 SEGMENTS = "segments.csv"
 MIX = "categorical_mix.csv"
 SAMPLE = "chart_sample.parquet"
-ASSIGNMENTS = "assignments.parquet"
 SWEEP_TABLE = "sweep.csv"
 SPLITS = "splits.csv"
 FORMULA_START = r"^[=+\-@\t\r]"
@@ -73,91 +74,118 @@ def write_single_csv(df: DataFrame, target: Path) -> None:
     shutil.rmtree(parts)
 
 
+def write_customers(customers: DataFrame, text: set[str], target: Path) -> None:
+    """customers.csv: every input column as read (text that a spreadsheet would run as a formula
+    neutralised) plus the segment columns."""
+    write_single_csv(
+        customers.select(
+            *[
+                (_neutralised(c) if c in text else F.col(f"`{c}`")).alias(c)
+                for c in customers.columns
+            ]
+        ),
+        target,
+    )
+
+
+def text_columns(data: PreparedData) -> set[str]:
+    """The input columns read as text (whose values customers.csv neutralises)."""
+    report = data.report
+    return {c for c in report.columns if report.profiles[c].kind == "text"}
+
+
 def write_results(
     out_dir: Path,
-    *,
-    spark: SparkSession,
-    source: str,
-    labelled: DataFrame,
-    report,
-    params,
-    value_cols: list[str],
-    segments: pd.DataFrame,
-    sample: pd.DataFrame,
-    mix: pd.DataFrame,
-    quality: dict,
-    repairs: dict,
-    rows_out: int,
-    timings: dict[str, float],
+    data: PreparedData,
+    seg: Segmentation,
+    params: SegmentationParams,
+    timings: Mapping[str, float],
     progress: Callable[[float, str], None],
     extra: Mapping | None = None,
 ) -> dict:
-    """Write every output of a run into `out_dir` atomically and return the manifest."""
+    """Write one segmentation's results folder atomically and return its manifest.
+
+    A single run's folder holds customers.csv; a k of a sweep (`extra` has `sweep_k`) points to
+    the sweep's customers.csv, which holds every k's segments.
+    """
     start = time.perf_counter()
     # Absolute: a Spark Connect server resolves relative paths against its own working folder.
     partial = out_dir.absolute().parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     partial.mkdir(parents=True)
+    in_sweep = bool(extra and extra.get("sweep_k"))
     try:
-        keep = [F.col(f"`{report.id_column}`").cast("string")] if report.id_column else []
-        keep += [F.col(v).alias(f) for v, f in zip(value_cols, report.features, strict=True)]
-        labelled.select(*keep, "segment", "segment_name").write.parquet(str(partial / ASSIGNMENTS))
-        progress(0.4, "Writing customers.csv")
-        text_columns = {c for c in report.columns if report.profiles[c].kind == "text"}
-        original = [
-            (_neutralised(c) if c in text_columns else F.col(f"`{c}`")).alias(c)
-            for c in report.columns
-        ]
-        write_single_csv(labelled.select(*original, "segment", "segment_name"), partial / CUSTOMERS)
+        if not in_sweep:
+            progress(0.1, "Writing customers.csv")
+            write_customers(customers_table(data, [seg]), text_columns(data), partial / CUSTOMERS)
         progress(0.8, "Writing profiles and the chart sample")
-        segments.to_csv(partial / SEGMENTS, index=False)
-        mix.to_csv(partial / MIX, index=False)
-        sample = sample.copy(deep=False)
-        sample.attrs = {}  # Spark Connect's toPandas() keeps query metrics here; not JSON
-        sample.to_parquet(partial / SAMPLE, index=False)
+        seg.segments.to_csv(partial / SEGMENTS, index=False)
+        seg.mix.to_csv(partial / MIX, index=False)
+        seg.sample.to_parquet(partial / SAMPLE, index=False)
         timings = {**timings, "saving": round(time.perf_counter() - start, 3)}
-        manifest = jsonable(
-            {
-                "format_version": 1,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "input": {
-                    "name": display_name(source),
-                    "location": source,
-                    "format": report.source,
-                    "bytes": file_size(source),
-                    "sha256": sha256_of(source),
-                    "rows": report.rows,
-                    "columns": report.columns,
-                    "mapping": report.mapping,
-                },
-                "params": params.to_dict(),
-                "features": report.features,
-                "categorical": report.categorical,
-                "rows_in": report.rows,
-                "rows_out": rows_out,
-                "repairs": repairs,
-                "warnings": [p.message for p in report.warnings],
-                "metrics": quality,
-                "segments": segments[["segment", "name", "reason", "size", "share"]].to_dict(
-                    "records"
-                ),
-                "timings": timings,
-                "versions": {**engine_info(spark), "python": platform.python_version()},
-                **(extra or {}),
-                "files": {
-                    "customers": CUSTOMERS,
-                    "segments": SEGMENTS,
-                    "categorical_mix": MIX,
-                    "chart_sample": SAMPLE,
-                    "assignments": ASSIGNMENTS,
-                },
-            }
-        )
+        manifest = _manifest(data, seg, params, timings, extra)
+        if in_sweep:
+            manifest["files"]["customers"] = f"../{CUSTOMERS}"
+            manifest["customer_columns"] = segment_columns(seg.k)
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2))
         partial.rename(out_dir)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return manifest
+
+
+def _manifest(
+    data: PreparedData,
+    seg: Segmentation,
+    params: SegmentationParams,
+    timings: Mapping[str, float],
+    extra: Mapping | None,
+) -> dict:
+    report, source = data.report, data.source
+    spark = data.scaled.sparkSession
+    return jsonable(
+        {
+            "format_version": 1,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "input": {
+                "name": display_name(source),
+                "location": source,
+                "format": report.source,
+                "bytes": file_size(source),
+                "sha256": sha256_of(source),
+                "rows": report.rows,
+                "columns": report.columns,
+                "mapping": report.mapping,
+            },
+            "params": params.to_dict(),
+            "features": report.features,
+            "categorical": report.categorical,
+            "rows_in": report.rows,
+            "rows_out": data.rows_out,
+            "repairs": {**data.repairs, "notes": data.repairs["notes"] + seg.notes},
+            "warnings": [p.message for p in report.warnings],
+            "metrics": seg.quality,
+            "model": {
+                "features": data.model,
+                "centres": {
+                    str(seg.order[c]): [float(v) for v in seg.centres[c]] for c in seg.order
+                },
+            },
+            "segments": seg.segments[["segment", "name", "reason", "size", "share"]].to_dict(
+                "records"
+            ),
+            "timings": dict(timings),
+            "versions": {**engine_info(spark), "python": platform.python_version()},
+            **({"transactions": data.origin} if data.origin else {}),
+            **(extra or {}),
+            "files": {
+                "customers": CUSTOMERS,
+                "segments": SEGMENTS,
+                "categorical_mix": MIX,
+                "chart_sample": SAMPLE,
+            },
+        }
+    )
 
 
 @dataclass
@@ -217,20 +245,37 @@ class Results:
                 table[f"top {column[:-4]}"] = self.segments[column]
         return table
 
+    @property
+    def customers_ready(self) -> bool:
+        """Whether the customer file exists yet (a sweep writes it once every k is measured)."""
+        return (self.out_dir / self.manifest["files"]["customers"]).exists()
+
     def write_customers(self, target: BinaryIO) -> None:
-        """Stream customers.csv to `target`, with the analyst's segment names if any were edited."""
-        source = self.out_dir / CUSTOMERS
-        if not self.renamed:
+        """Stream this segmentation's customers.csv to `target`: every input column, `segment`
+        and `segment_name` (as the analyst renamed them). A k of a sweep takes its two columns
+        from the sweep's file, which holds every k."""
+        source = self.out_dir / self.manifest["files"]["customers"]
+        columns = self.manifest.get("customer_columns")
+        if not self.renamed and not columns:
             with open(source, "rb") as fh:
                 shutil.copyfileobj(fh, target)
             return
-        chunks = pd.read_csv(source, dtype=str, keep_default_na=False, chunksize=200_000)
+        columns = columns or segment_columns(None)
+        chunks = pd.read_csv(
+            source,
+            dtype=str,
+            keep_default_na=False,
+            chunksize=200_000,
+            usecols=[*self.manifest["input"]["columns"], *columns.values()],
+        )
         for number, chunk in enumerate(chunks):
+            chunk = chunk.rename(columns={v: k for k, v in columns.items()})
             chunk["segment_name"] = [
                 self.renamed.get(int(s), n) if s else n
                 for s, n in zip(chunk["segment"], chunk["segment_name"], strict=True)
             ]
-            target.write(chunk.to_csv(index=False, header=number == 0).encode("utf-8"))
+            ordered = chunk[[*self.manifest["input"]["columns"], "segment", "segment_name"]]
+            target.write(ordered.to_csv(index=False, header=number == 0).encode("utf-8"))
 
 
 def load_results(out_dir: str | Path) -> Results:

@@ -233,7 +233,7 @@ def build_session(settings: SparkSettings):
         # its heap (G1 added hundreds of MB here); the code cache is not capped, since a long-lived
         # app compiles many query classes. And our log settings.
         "spark.driver.extraJavaOptions": (
-            "-XX:+UseSerialGC "
+            "-XX:+UseSerialGC -XX:-DontCompileHugeMethods "
             f"-Dlog4j.configurationFile={Path(__file__).with_name('log4j2.properties').as_uri()}"
         ),
         **settings.extra_conf,

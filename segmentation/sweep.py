@@ -8,28 +8,52 @@ k, `k=2/`, `k=3/`, ..., so switching k in the app only reads small files that al
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import time
-import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
-from segmentation import pipeline
-from segmentation.kmeans import Fit, cluster_of
-from segmentation.pipeline import (
+from segmentation.fitting import Centres, Segmentation, customers_table, describe, fit_all, measure
+from segmentation.measurement import agreement
+from segmentation.preparation import (
+    PreparedData,
     Progress,
     ProgressCallback,
     SegmentationParams,
-    segment_expr,
+    prepare,
 )
-from segmentation.results import MANIFEST, SPLITS, SWEEP_TABLE, jsonable, k_folder
+from segmentation.results import (
+    CUSTOMERS,
+    MANIFEST,
+    SPLITS,
+    SWEEP_TABLE,
+    jsonable,
+    k_folder,
+    text_columns,
+    write_customers,
+    write_results,
+)
 
 TINY_SHARE = 0.01  # a segment under 1% of customers is flagged
+# What a sweep's manifest takes over from the manifest of one of its k.
+SHARED_KEYS = (
+    "format_version",
+    "created_at",
+    "input",
+    "params",
+    "features",
+    "categorical",
+    "rows_in",
+    "rows_out",
+    "repairs",
+    "warnings",
+    "versions",
+)
 
 
 @dataclass
@@ -110,35 +134,33 @@ def adjusted_rand(counts: pd.DataFrame) -> float:
     return 1.0 if maximum == expected else (index - expected) / (maximum - expected)
 
 
-def _stability(data, fits: dict[int, Fit], params: SegmentationParams) -> dict[int, dict]:
+def _stability(
+    data: PreparedData,
+    centres: Centres,
+    found: Mapping[int, Segmentation],
+    params: SegmentationParams,
+) -> dict[int, dict]:
     """Refit every k with other seeds: the spread of silhouettes and the agreement (ARI) with the
-    main fit, from one contingency pass per extra seed."""
-    silhouettes = {k: [fit.silhouette] for k, fit in fits.items()}
-    aris: dict[int, list[float]] = {k: [] for k in fits}
+    main fit, measured over every customer (three passes per extra seed, every k at once)."""
+    ks = sorted(found)
+    silhouettes = {k: [found[k].quality["silhouette"]] for k in ks}
+    aris: dict[int, list[float]] = {k: [] for k in ks}
     for extra in range(1, params.stability_seeds + 1):
-        seed = params.seed + extra
-        sample = pipeline.driver_sample(data, seed)
-        others = {k: pipeline.fit_segments(data, sample, k, seed, params.max_iter) for k in fits}
-        pairs = F.explode(
-            F.array(
-                *[
-                    F.struct(
-                        F.lit(k).alias("k"),
-                        cluster_of(data.model_cols, fit.centres).alias("a"),
-                        cluster_of(data.model_cols, others[k].centres).alias("b"),
-                    )
-                    for k, fit in fits.items()
-                ]
-            )
-        ).alias("p")
-        counts = (data.scaled.select(pairs).groupBy("p.k", "p.a", "p.b").count().toPandas()).rename(
-            columns={"count": "n"}
+        other = fit_all(data, ks, params.seed + extra, params.max_iter)
+        measured, profiled = measure(data, other, ks)
+        shared = agreement(
+            data.scaled,
+            data.model_cols,
+            {k: centres.by_k[k] for k in ks},
+            {k: other.by_k[k] for k in ks},
         )
-        for k, other in others.items():
-            silhouettes[k].append(other.silhouette)
-            aris[k].append(adjusted_rand(counts[counts["k"] == k]))
+        for k in ks:
+            if len(measured.stats[k]) > 1:
+                total = sum(p.silhouette_sum for p in profiled[k].values())
+                silhouettes[k].append(total / data.rows_out)
+            aris[k].append(adjusted_rand(shared[k]))
     result = {}
-    for k in fits:
+    for k in ks:
         values = [v for v in silhouettes[k] if v is not None]
         result[k] = {
             "seeds": params.stability_seeds + 1,
@@ -150,21 +172,102 @@ def _stability(data, fits: dict[int, Fit], params: SegmentationParams) -> dict[i
     return result
 
 
-def _splits(data, fits: dict[int, Fit], orders: dict[int, dict[int, int]]) -> pd.DataFrame:
-    """How many customers of each segment at k land in each segment at k+1."""
-    ks = sorted(fits)
-    segments = {
-        k: segment_expr(orders[k], cluster_of(data.model_cols, fits[k].centres)) for k in ks
+def batches(ks: Sequence[int]) -> list[list[int]]:
+    """The order k are measured in: the first alone, to show one as soon as possible, then the
+    others in two batches (a pass costs about the same for one k as for several)."""
+    rest = list(ks[1:])
+    half = (len(rest) + 1) // 2
+    return [b for b in ([ks[0]], rest[:half], rest[half:]) if b]
+
+
+def _summary_row(seg: Segmentation, rows: int, fit_seconds: float) -> dict:
+    quality = seg.quality
+    smallest = min(quality["sizes"].values()) / rows
+    return {
+        "k": seg.k,
+        "within_ss": quality["within_ss"],
+        "silhouette": quality["silhouette"],
+        "calinski_harabasz": quality["calinski_harabasz"],
+        "davies_bouldin": quality["davies_bouldin"],
+        "segments_found": quality["segments_found"],
+        "smallest_share": smallest,
+        "tiny_segment": smallest < TINY_SHARE,
+        "fit_seconds": fit_seconds,
     }
+
+
+def _splits(
+    found: Mapping[int, Segmentation], by_cluster: Mapping[int, pd.DataFrame]
+) -> pd.DataFrame:
+    """How many customers of each segment at k land in each segment at k+1 (both measured)."""
     counted = [
-        data.scaled.groupBy(segments[k].alias("source"), segments[k + 1].alias("target"))
-        .count()
-        .toPandas()
-        .assign(k=k)
-        for k in ks[:-1]
+        pd.DataFrame(
+            {
+                "k": k,
+                "source": table["source"].map(found[k].order),
+                "target": table["target"].map(found[k + 1].order),
+                "count": table["count"],
+            }
+        )
+        for k, table in sorted(by_cluster.items())
+        if k in found and k + 1 in found
     ]
-    frame = pd.concat(counted, ignore_index=True)[["k", "source", "target", "count"]]
+    if not counted:
+        return pd.DataFrame(columns=["k", "source", "target", "count"])
+    frame = pd.concat(counted, ignore_index=True)
     return frame.sort_values(["k", "source", "target"]).reset_index(drop=True)
+
+
+def _replace(path: Path, write: Callable[[Path], object]) -> None:
+    """Write a file beside `path`, then move it into place: readers never see half a file."""
+    partial = path.with_name(f".{path.name}.partial")
+    write(partial)
+    os.replace(partial, path)
+
+
+def _write_summary(
+    out_dir: Path,
+    ks: Sequence[int],
+    table: pd.DataFrame,
+    splits: pd.DataFrame,
+    timings: Mapping[str, float],
+    complete: bool,
+    suggestion: tuple[int, str, dict[str, int]] | None = None,
+) -> dict:
+    """The sweep's own files: the per-k table, the splits, and a manifest saying which k are
+    measured (written again as each batch finishes, so pages can show them at once)."""
+    done = [int(k) for k in table["k"]]
+    per_k = json.loads((out_dir / k_folder(done[0]) / MANIFEST).read_text())
+    manifest = jsonable(
+        {
+            **{key: per_k[key] for key in SHARED_KEYS},
+            "kind": "sweep",
+            "complete": complete,
+            "k_values": list(ks),
+            "k_done": done,
+            **(
+                {
+                    "suggested_k": suggestion[0],
+                    "suggestion": suggestion[1],
+                    "opinions": suggestion[2],
+                }
+                if suggestion
+                else {}
+            ),
+            "sweep": table.to_dict("records"),
+            "timings": dict(timings),
+            "files": {
+                "customers": CUSTOMERS if complete else None,
+                "sweep": SWEEP_TABLE,
+                "splits": SPLITS,
+                "per_k": {str(k): k_folder(k) for k in done},
+            },
+        }
+    )
+    _replace(out_dir / SWEEP_TABLE, lambda path: table.to_csv(path, index=False))
+    _replace(out_dir / SPLITS, lambda path: splits.to_csv(path, index=False))
+    _replace(out_dir / MANIFEST, lambda path: path.write_text(json.dumps(manifest, indent=2)))
+    return manifest
 
 
 def run_sweep(
@@ -174,115 +277,80 @@ def run_sweep(
     out_dir: str | Path,
     progress: ProgressCallback | None = None,
 ) -> SweepResult:
-    """Fit every k of params.k_range on one prepared table; write per-k results and a summary."""
+    """Fit every k of params.k_range on one prepared table; write per-k results and a summary.
+
+    The folder is created at once and each k's results appear in it as soon as they are
+    measured; the manifest says which k are done and, once `complete`, which one is suggested.
+    A failed or cancelled sweep leaves no folder behind.
+    """
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} already exists; results are never overwritten.")
     ks = params.k_values
     tracker = Progress(progress)
-    data = pipeline.prepare(spark, source, params, tracker, min(ks))
+    data = prepare(spark, source, params, tracker, min(ks))
     ks = [k for k in ks if k <= data.rows_out]
-    partial = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
-    partial.mkdir(parents=True)
     try:
-        rows, fits, orders, segmentations = [], {}, {}, {}
-        with tracker.stage("clustering", f"Fitting {len(ks)} segmentations, k={ks[0]}..{ks[-1]}"):
-            sample = pipeline.driver_sample(data, params.seed)
-            for index, k in enumerate(ks):
+        out_dir.mkdir(parents=True)
+        with tracker.stage("clustering", f"Fitting centres for k={ks[0]}..{ks[-1]} on a sample"):
+            centres = fit_all(data, ks, params.seed, params.max_iter)
+        found: dict[int, Segmentation] = {}
+        by_cluster: dict[int, pd.DataFrame] = {}
+        rows: list[dict] = []
+        with tracker.stage("evaluation", "Measuring every k over every customer"):
+            for batch in batches(ks):
+                shown = "k=" + ", ".join(map(str, batch))
+                tracker.report(len(found) / len(ks), f"{shown}: measuring every customer")
+                measured, profiled = measure(data, centres, batch)
+                described = describe(data, centres, batch, measured, profiled, params.seed)
+                for k in batch:
+                    write_results(
+                        out_dir / k_folder(k),
+                        data,
+                        described[k],
+                        params,
+                        tracker.timings,
+                        lambda *_: None,
+                        extra={"sweep_k": k},
+                    )
+                    rows.append(_summary_row(described[k], data.rows_out, centres.seconds[k]))
+                found.update(described)
+                by_cluster.update(measured.splits)
+                _write_summary(
+                    out_dir,
+                    ks,
+                    pd.DataFrame(rows),
+                    _splits(found, by_cluster),
+                    tracker.timings,
+                    False,
+                )
                 tracker.report(
-                    index / len(ks),
-                    f"k={k}: fitting ({index + 1} of {len(ks)}, {len(ks) - index - 1} left)",
+                    len(found) / len(ks),
+                    f"{shown} ready ({len(found)} of {len(ks)}, {len(ks) - len(found)} left)",
                 )
-                started = time.perf_counter()
-                fits[k] = pipeline.fit_segments(data, sample, k, params.seed, params.max_iter)
-                fitted = time.perf_counter() - started
-                seg = pipeline.describe(data, *pipeline.evaluate(data, fits[k]))
-                quality = seg.quality
-                smallest = min(quality["sizes"].values()) / data.rows_out
-                rows.append(
-                    {
-                        "k": k,
-                        "within_ss": quality["within_ss"],
-                        "silhouette": quality["silhouette"],
-                        "calinski_harabasz": quality["calinski_harabasz"],
-                        "davies_bouldin": quality["davies_bouldin"],
-                        "segments_found": quality["segments_found"],
-                        "smallest_share": smallest,
-                        "tiny_segment": smallest < TINY_SHARE,
-                        "fit_seconds": round(fitted, 3),
-                    }
-                )
-                orders[k], segmentations[k] = seg.order, seg
-            if params.stability_seeds:
-                tracker.report(0.95, "Stability check: refitting every k with other seeds")
-                for row, extra in zip(rows, _stability(data, fits, params).values(), strict=True):
-                    row.update(extra)
         table = pd.DataFrame(rows)
 
-        with tracker.stage("evaluation", "Comparing the segmentations"):
-            suggested, reason, opinions = suggest(table)
-            splits = (
-                _splits(data, fits, orders)
-                if len(ks) > 1
-                else pd.DataFrame(columns=["k", "source", "target", "count"])
-            )
+        with tracker.stage("profiling", "Comparing the segmentations"):
+            if params.stability_seeds:
+                tracker.report(0.0, "Stability check: refitting every k with other seeds")
+                for row, extra in zip(
+                    rows, _stability(data, centres, found, params).values(), strict=True
+                ):
+                    row.update(extra)
+                table = pd.DataFrame(rows)
+            suggestion = suggest(table)
 
-        with tracker.stage("profiling", "Preparing the charts"):
-            pca = pipeline.fit_pca(data, params.seed)
-
-        with tracker.stage("saving", "Writing the results of every k"):
-            for index, k in enumerate(ks):
-                tracker.report(index / len(ks), f"Writing k={k}")
-                pipeline.save(
-                    data,
-                    segmentations[k],
-                    pca,
-                    params,
-                    partial / k_folder(k),
-                    tracker.timings,
-                    lambda *_: None,
-                    extra={"sweep_k": k},
-                )
-            table.to_csv(partial / SWEEP_TABLE, index=False)
-            splits.to_csv(partial / SPLITS, index=False)
-            per_k = json.loads((partial / k_folder(suggested) / MANIFEST).read_text())
-            manifest = jsonable(
-                {
-                    **{
-                        key: per_k[key]
-                        for key in (
-                            "format_version",
-                            "created_at",
-                            "input",
-                            "params",
-                            "features",
-                            "categorical",
-                            "rows_in",
-                            "rows_out",
-                            "repairs",
-                            "warnings",
-                            "versions",
-                        )
-                    },
-                    "kind": "sweep",
-                    "k_values": ks,
-                    "suggested_k": suggested,
-                    "suggestion": reason,
-                    "opinions": opinions,
-                    "sweep": table.to_dict("records"),
-                    "metrics": per_k["metrics"],
-                    "timings": dict(tracker.timings),
-                    "files": {
-                        "sweep": SWEEP_TABLE,
-                        "splits": SPLITS,
-                        "per_k": {str(k): k_folder(k) for k in ks},
-                    },
-                }
+        with tracker.stage("saving", "Writing every customer with the segments of every k"):
+            write_customers(
+                customers_table(data, [found[k] for k in ks], per_k=True),
+                text_columns(data),
+                out_dir / CUSTOMERS,
             )
-            (partial / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        partial.rename(out_dir)
+            manifest = _write_summary(
+                out_dir, ks, table, _splits(found, by_cluster), tracker.timings, True, suggestion
+            )
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(out_dir, ignore_errors=True)
         raise
     finally:
         data.release()

@@ -782,18 +782,18 @@ def load_customer_table(
         raise InputError(
             f"Input kind '{input_kind}' is unknown; use one of {', '.join(INPUT_KINDS)}."
         )
-    table = read_table(spark, source)
+    # A customer table is checked for ragged rows in the same pass that reads it.
+    table = read_table(spark, source, keep_malformed=True)
     kind = detect_input_kind(table.columns) if input_kind == "auto" else input_kind
     if kind == "customers":
         return table, None
-    customers, report = build_customer_table(
-        table.df, roles, reference_date, date_format, cache=cache
-    )
+    log = table.df.select(*[F.col(f"`{c}`") for c in table.columns])
+    customers, report = build_customer_table(log, roles, reference_date, date_format, cache=cache)
     origin = {"kind": "transactions", "detected": input_kind == "auto", **report.to_dict()}
     if attributes:
         customers, joined = join_attributes(customers, read_table(spark, attributes).df)
         origin["attributes"] = joined
-    return Table(customers, table.path, table.format), origin
+    return Table(customers, table.path, table.format, unique_ids=True), origin
 
 
 def origin_messages(origin: Mapping | None) -> list[str]:

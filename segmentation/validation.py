@@ -7,10 +7,20 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
+from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from segmentation.errors import InputError
-from segmentation.reading import RaggedRows, Table, missing_expr, number_expr, ragged_rows
+from segmentation.measurement import SKETCH_K
+from segmentation.reading import (
+    MALFORMED,
+    RaggedRows,
+    Table,
+    missing_expr,
+    number_expr,
+    ragged_aggregates,
+    ragged_rows,
+)
 from segmentation.session import engine_failure
 
 ROLE_LABELS = {
@@ -322,17 +332,33 @@ def _fmt(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:,.2f}"
 
 
+def quartiles_of(values: Column) -> Column:
+    """The first quartile, median and third quartile of a numeric column (null when it has no
+    values), from a KLL sketch: rank error about 0.05%, a third of percentile_approx's cost."""
+    sketch = F.kll_sketch_agg_double(values, SKETCH_K)
+    return F.when(
+        F.count(values) > 0,
+        F.kll_sketch_get_quantile_double(sketch, F.array(*[F.lit(q) for q in (0.25, 0.5, 0.75)])),
+    )
+
+
 def validate(
     table: Table,
     k: int,
     features: Sequence[str] | None = None,
     overrides: Mapping[str, str] | None = None,
+    numbers: Mapping[str, str] | None = None,
 ) -> ValidationReport:
-    """Check a loaded table in one Spark pass and say what blocks clustering or will be repaired."""
+    """Check a loaded table in one Spark pass and say what blocks clustering or will be repaired.
+
+    `numbers` names columns of the table that already hold an input column parsed as a number
+    (number_expr), so the pass does not parse it twice.
+    """
     df = table.df
     columns = table.columns
     mapping = detect_mapping(columns, overrides)
     chosen, problems = _resolve_features(features, columns, mapping)
+    numbers = numbers or {}
 
     # Compute each column's missing flag and number once, then aggregate plain columns:
     # far cheaper to plan and compile than repeating the parsing expressions in every aggregate.
@@ -342,12 +368,16 @@ def validate(
             for i, column in enumerate(columns)
             for expr in (
                 missing_expr(df, column).alias(f"m{i}"),
-                number_expr(df, column).alias(f"v{i}"),
+                (F.col(numbers[column]) if column in numbers else number_expr(df, column)).alias(
+                    f"v{i}"
+                ),
                 F.col(f"`{column}`").alias(f"r{i}"),
             )
-        ]
+        ],
+        *[c for c in df.columns if c == MALFORMED],
     )
-    aggs = [F.count(F.lit(1)).alias("__rows")]
+    aggs = [F.count(F.lit(1)).alias("__rows"), *ragged_aggregates(table)]
+    sketches = []
     for i, column in enumerate(columns):
         missing, number = F.col(f"m{i}"), F.col(f"v{i}")
         aggs += [
@@ -358,14 +388,17 @@ def validate(
             F.max(number).alias(f"hi{i}"),
         ]
         if column in chosen:  # features need quartiles; min and max show a constant column
-            aggs += [
-                F.percentile_approx(number, [0.25, 0.5, 0.75], 10000).alias(f"q{i}"),
-                F.skewness(number).alias(f"s{i}"),
-            ]
+            aggs.append(F.skewness(number).alias(f"s{i}"))
+            sketches.append(quartiles_of(number).alias(f"q{i}"))
         else:  # other columns: how many distinct values, to find categories
-            aggs.append(F.approx_count_distinct(f"r{i}").alias(f"d{i}"))
+            sketches.append(F.approx_count_distinct(f"r{i}").alias(f"d{i}"))
     try:
-        stats = parsed.agg(*aggs).collect()[0]
+        # Sums, minima and maxima compile to fast code, which sketches turn off for a whole
+        # aggregation: two passes, and the second reads what the first one cached.
+        stats = {
+            **parsed.agg(*aggs).collect()[0].asDict(),
+            **parsed.agg(*sketches).collect()[0].asDict(),
+        }
     except Exception as exc:
         if engine_failure(exc):  # not the file's fault: the job's error says what happened
             raise
@@ -385,7 +418,7 @@ def validate(
             kind = "numeric"
         else:
             kind = "text"
-        quartiles = stats[f"q{i}"] if f"q{i}" in stats.asDict() else None
+        quartiles = stats.get(f"q{i}")
         profiles[column] = ColumnProfile(
             name=column,
             kind=kind,
@@ -394,11 +427,11 @@ def validate(
             negatives=stats[f"n{i}"] or 0,
             minimum=stats[f"lo{i}"],
             maximum=stats[f"hi{i}"],
-            distinct=stats[f"d{i}"] if f"d{i}" in stats.asDict() else None,
+            distinct=stats.get(f"d{i}"),
             q1=quartiles[0] if quartiles else None,
             median=quartiles[1] if quartiles else None,
             q3=quartiles[2] if quartiles else None,
-            skewness=stats[f"s{i}"] if f"s{i}" in stats.asDict() else None,
+            skewness=stats.get(f"s{i}"),
         )
 
     id_column = mapping.get("customer_id")
@@ -512,7 +545,7 @@ def validate(
                 )
             )
 
-    if id_column:
+    if id_column and not table.unique_ids:
         duplicates, examples = _duplicate_ids(table, id_column)
         if duplicates:
             problems.append(
@@ -526,9 +559,8 @@ def validate(
     else:
         duplicates = 0
     # How the file was laid out comes first: it can explain the findings about values.
-    problems[:0] = _ragged_problems(ragged_rows(table)) + _header_problems(
-        table, profiles, rows, chosen
-    )
+    ragged = ragged_rows(table, stats if MALFORMED in df.columns else None)
+    problems[:0] = _ragged_problems(ragged) + _header_problems(table, profiles, rows, chosen)
 
     categorical = [
         c
@@ -656,12 +688,27 @@ def _ragged_problems(ragged: RaggedRows | None) -> list[Problem]:
 
 
 def _duplicate_ids(table: Table, id_column: str) -> tuple[int, str]:
-    counts = (
-        table.df.where(F.col(f"`{id_column}`").isNotNull())
-        .groupBy(F.col(f"`{id_column}`").alias("id"))
+    """How many ids appear more than once, and a few of them with their counts.
+
+    Grouped by a 64-bit hash of the id first, which shuffles far less than the text: when no
+    hash repeats, no id does. Only when one does are those rows grouped by the ids themselves
+    (a repeated hash may also be two ids that collide).
+    """
+    ids = F.col(f"`{id_column}`")
+    present = table.df.where(ids.isNotNull()).withColumn("__hash", F.xxhash64(ids))
+    repeated_hashes = present.groupBy("__hash").count().where("count > 1").select("__hash")
+    if not repeated_hashes.limit(1).count():
+        return 0, ""
+    repeated = (
+        present.join(repeated_hashes, "__hash")
+        .groupBy(ids.alias("id"))
         .count()
         .where("count > 1")
+        .cache()
     )
-    found = counts.count()
-    examples = counts.limit(3).collect() if found else []
+    try:
+        found = repeated.count()
+        examples = repeated.orderBy(F.desc("count"), "id").limit(3).collect() if found else []
+    finally:
+        repeated.unpersist()
     return found, ", ".join(f"'{e['id']}' ×{e['count']}" for e in examples)

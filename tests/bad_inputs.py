@@ -52,7 +52,7 @@ class Case:
 
     error: key words of the refusal (stderr with exit 2; an st.error on the Upload page).
     warnings: key words of the repair warnings (command line notes; st.warning on the page).
-    values / features / filled: what the results of a repaired run must hold (assignments:
+    values / features / filled: what the results of a repaired run must hold (the chart sample:
     parsed feature values per customer id; the features used; missing values filled).
     The app_* fields say where the Upload page differs from the command line, which runs with
     the default features and k.

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Locator, Page, Playwright, expect
 
-from segmentation.pipeline import STAGES
+from segmentation.preparation import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CUSTOMERS = ROOT / "sample_data" / "sample_customers.csv"

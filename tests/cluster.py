@@ -327,7 +327,7 @@ def run_client(command: list[str], cwd: Path, env: dict[str, str], output: Path)
 def app_job(input_path: str, home: Path, k: int, seed: int) -> dict:
     """Queue one job and run it as the app does (engine starter, job store, runner); its record."""
     from segmentation.jobs import JobRunner, JobStore, run_pipeline_job
-    from segmentation.pipeline import SegmentationParams
+    from segmentation.preparation import SegmentationParams
     from segmentation.session import EngineStarter, stop_spark
 
     engine = EngineStarter()

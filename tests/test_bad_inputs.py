@@ -93,10 +93,11 @@ def test_command_line(case: Case, corpus, spark, tmp_path, capsys):
         }
     customers = pd.read_csv(out / "customers.csv", keep_default_na=False)
     assert len(customers) == case.rows
-    assignments = pd.read_parquet(out / "assignments.parquet")
+    cleaned = pd.read_parquet(out / "chart_sample.parquet")  # small files: every customer
+    assert len(cleaned) == case.rows
     id_column = manifest["input"]["mapping"]["customer_id"]
     for column, expected in case.values.items():
-        parsed = dict(zip(assignments[id_column], assignments[column], strict=True))
+        parsed = dict(zip(cleaned[id_column], cleaned[column], strict=True))
         assert {i: parsed[i] for i in expected} == pytest.approx(expected)
 
 

@@ -29,7 +29,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from segmentation.jobs import JobRunner, JobState, JobStore, run_pipeline_job
-from segmentation.results import ASSIGNMENTS, MANIFEST
+from segmentation.results import CUSTOMERS, MANIFEST
 from segmentation.session import ENGINE_LOST, OUT_OF_MEMORY_EXIT
 from segmentation.synthetic import write_customers
 from tests.browser import (
@@ -204,7 +204,8 @@ def test_app_killed_mid_job_leaves_an_interrupted_job_that_retry_completes(tmp_p
 def half_written_result(workspace: Path) -> Path | None:
     """The hidden folder a running job writes its results into, once Spark is filling it."""
     for partial in (workspace / "results").glob(".*.partial-*"):
-        if (partial / ASSIGNMENTS).exists() and not (partial / MANIFEST).exists():
+        spark_writing = (partial / f".{CUSTOMERS}.parts").exists() or (partial / CUSTOMERS).exists()
+        if spark_writing and not (partial / MANIFEST).exists():
             return partial
     over = [j for j in jobs(workspace) if j["state"] not in ("queued", "running")]
     assert not over, f"the job ended before it could be killed: {over}"
@@ -404,23 +405,21 @@ def test_a_result_write_failing_midway_fails_the_job_and_nothing_is_offered(
         )
         assert store.get(job.id).stage == "saving", store.get(job.id).error
         # Holding the store's write lock pauses the job at its next progress report, which
-        # write_results makes right after the assignments are written.
+        # write_results makes right after customers.csv is written.
         with closing(sqlite3.connect(store.database, timeout=30, isolation_level=None)) as lock:
             lock.execute("BEGIN IMMEDIATE")
             written = wait_until(
-                lambda: next(
-                    store.results.glob(f".{job.id}.partial-*/assignments.parquet/_SUCCESS"), None
-                ),
+                lambda: next(store.results.glob(f".{job.id}.partial-*/{CUSTOMERS}"), None),
                 20,
-                "the assignments to be written",
+                "customers.csv to be written",
             )
-            partial = written.parent.parent
+            partial = written.parent
             # Half written: the job still runs, nothing is in its results folder yet.
             assert store.get(job.id).state == JobState.RUNNING
             assert not store.result_dir(job.id).exists()
             assert not (partial / "manifest.json").exists()
-            # The fault: a folder where the writer puts customers.csv together.
-            (partial / "customers.csv").mkdir()
+            # The fault: a folder where the segment profiles go.
+            (partial / "segments.csv").mkdir()
             lock.execute("ROLLBACK")
         done = runner.wait(job.id, timeout=120)
     finally:
@@ -428,7 +427,7 @@ def test_a_result_write_failing_midway_fails_the_job_and_nothing_is_offered(
 
     assert done.state == JobState.FAILED
     one_line(done.error)
-    assert "IsADirectoryError" in done.error and "customers.csv" in done.error
+    assert "IsADirectoryError" in done.error and "segments.csv" in done.error
     assert not store.result_dir(job.id).exists()
     assert not partial.exists(), "the half-written folder was left behind"
     assert "saving" in {m.stage for m in store.messages(job.id)}

@@ -15,7 +15,8 @@ from sklearn.metrics import (
 )
 
 from segmentation.errors import InputError
-from segmentation.pipeline import STAGES, SegmentationParams, run_segmentation
+from segmentation.pipeline import run_segmentation
+from segmentation.preparation import STAGES, SegmentationParams
 from segmentation.results import load_results
 from tests.helpers import SAMPLE_CUSTOMERS, synthetic_csv
 
@@ -58,14 +59,30 @@ def test_known_segments_are_recovered(run, synthetic):
     assert adjusted_rand_score(labels, customers["segment"]) >= 0.9
 
 
+def model_inputs(result) -> tuple[np.ndarray, np.ndarray]:
+    """Every customer's standardized features, rebuilt from customers.csv and the model the
+    manifest records (fill value, outlier fences, log, mean and standard deviation), and the
+    segments."""
+    customers = pd.read_csv(result.out_dir / "customers.csv")
+    model = result.manifest["model"]["features"]
+    columns = []
+    for feature in result.manifest["features"]:
+        steps = model[feature]
+        values = customers[feature].astype(float).fillna(steps["fill"])
+        if steps["fences"]:
+            values = values.clip(*steps["fences"])
+        if steps["log"]:
+            values = np.log1p(values.clip(lower=0))
+        columns.append((values - steps["mean"]) / steps["std"])
+    return np.column_stack(columns), customers["segment"].to_numpy()
+
+
 def test_metrics_agree_with_scikit_learn(run):
-    """Recompute the scaled features from the written assignments and score them with sklearn."""
+    """Score the customers' segments with sklearn on the features the model saw."""
     result, _ = run
-    assignments = pd.read_parquet(result.out_dir / "assignments.parquet")
-    features = result.manifest["features"]
-    x = assignments[features].to_numpy(float)
-    scaled = (x - x.mean(axis=0)) / x.std(axis=0, ddof=1)  # Spark's StandardScaler: sample std
-    labels = assignments["segment"].to_numpy()
+    scaled, labels = model_inputs(result)
+    assert scaled.mean(axis=0) == pytest.approx(0, abs=1e-9)
+    assert scaled.std(axis=0, ddof=1) == pytest.approx(1, abs=1e-9)  # Spark's: sample std
     metrics = result.manifest["metrics"]
     assert metrics["silhouette"] == pytest.approx(
         silhouette_score(scaled, labels, metric="sqeuclidean"), rel=1e-6
@@ -82,6 +99,12 @@ def test_metrics_agree_with_scikit_learn(run):
     )
     assert metrics["within_ss"] == pytest.approx(within, rel=1e-6)
     assert "squared Euclidean" in metrics["silhouette_kind"]
+    # Each customer's segment is the one of the nearest centre the manifest records.
+    centres = result.manifest["model"]["centres"]
+    segments = sorted(centres, key=int)
+    points = np.array([centres[s] for s in segments])
+    nearest = ((scaled[:, None, :] - points[None]) ** 2).sum(2).argmin(1)
+    assert (np.array([int(s) for s in segments])[nearest] == labels).all()
 
 
 def test_outputs_are_complete_and_consistent(run, synthetic):
@@ -170,14 +193,17 @@ def test_outlier_policies(spark, tmp_path, policy):
         spark, str(path), SegmentationParams(k=2, outliers=policy), tmp_path / "o"
     )
     repairs = result.manifest["repairs"]
-    assignments = pd.read_parquet(result.out_dir / "assignments.parquet")
+    cleaned = pd.read_parquet(result.out_dir / "chart_sample.parquet")  # every customer here
+    assert len(cleaned) == result.manifest["rows_out"]
     if policy == "cap":
         assert repairs["outliers"]["Spend"] == 1 and result.manifest["rows_out"] == 60
-        assert assignments["Spend"].max() < 1_000
+        fences = result.manifest["model"]["features"]["Spend"]["fences"]
+        assert cleaned["Spend"].max() == fences[1] < 1_000
     elif policy == "remove":
         assert repairs["rows_removed"] == 1 and result.manifest["rows_out"] == 59
+        assert cleaned["Spend"].max() < 1_000
     else:
-        assert repairs["outliers"] == {} and assignments["Spend"].max() == 1_000_000
+        assert repairs["outliers"] == {} and cleaned["Spend"].max() == 1_000_000
 
 
 def test_chosen_features_and_log_transform(spark, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -10,7 +11,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from segmentation.pipeline import SegmentationParams, run_segmentation
+from segmentation.pipeline import run_segmentation
+from segmentation.preparation import SegmentationParams
 from segmentation.results import load_results, load_sweep
 from segmentation.sweep import adjusted_rand, knee, run_sweep, suggest
 from tests.helpers import ROOT, synthetic_csv
@@ -40,10 +42,15 @@ def test_four_segments_are_suggested_with_a_reason(sweep):
     assert list(result.table["k"]) == [2, 3, 4, 5, 6]
 
 
-def test_progress_says_which_k_runs_and_how_many_are_left(sweep):
+def test_progress_says_which_k_are_ready_and_how_many_are_left(sweep):
     _, _, events = sweep
-    messages = [m for stage, _, m in events if stage == "clustering"]
-    assert any("k=4: fitting (3 of 5, 2 left)" in m for m in messages)
+    messages = [m for stage, _, m in events if stage == "evaluation"]
+    ready = [m for m in messages if "ready" in m]
+    assert ready == [
+        "k=2 ready (1 of 5, 4 left)",
+        "k=3, 4 ready (3 of 5, 2 left)",
+        "k=5, 6 ready (5 of 5, 0 left)",
+    ]
 
 
 def test_per_k_metrics_match_a_single_run_with_the_same_k_and_seed(spark, sweep, tmp_path):
@@ -63,7 +70,14 @@ def test_results_folders_for_every_k_and_the_summary(sweep):
     for k in loaded.ks:
         per_k = load_results(loaded.folder(k))
         assert per_k.k == k and len(per_k.segments) == k
-        assert (loaded.folder(k) / "customers.csv").exists()
+        exported = io.BytesIO()
+        per_k.write_customers(exported)
+        customers = pd.read_csv(io.BytesIO(exported.getvalue()))
+        assert list(customers.columns[-2:]) == ["segment", "segment_name"]
+        counts = customers["segment"].value_counts().sort_index()
+        assert counts.tolist() == per_k.segments["size"].tolist()
+        names = dict(zip(per_k.segments["segment"], per_k.segments["name"], strict=True))
+        assert (customers["segment_name"] == customers["segment"].map(names)).all()
     splits = loaded.splits
     assert set(splits["k"]) == {2, 3, 4, 5}
     for k, group in splits.groupby("k"):

@@ -1,0 +1,300 @@
+"""Segmentations of a prepared table: centres for every k, then each batch of k measured,
+profiled, named and sampled for the charts over all customers.
+
+A batch of one k is a single run; a sweep runs its k in a few batches so that the first ones
+can be shown while the rest are measured. Either way a k gets the same figures: the centres
+come from the same driver sample and seed, and every figure is computed over every customer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from segmentation import metrics
+from segmentation.kmeans import SAMPLE_ROWS, cluster_of, fit_centres, principal_axes, sample_matrix
+from segmentation.measurement import (
+    ClusterProfile,
+    Memberships,
+    chart_rows,
+    label,
+    memberships,
+    profiles,
+    thin,
+)
+from segmentation.preparation import PreparedData
+from segmentation.profiles import SegmentProfile, name_segments, order_key, profiles_frame
+
+CHART_SAMPLE_ROWS = 5000
+MIN_CHART_ROWS = 100  # per segment, when it has them
+
+
+@dataclass
+class Segmentation:
+    """One fitted k: its centres, quality figures, named segments and chart sample."""
+
+    k: int
+    centres: np.ndarray  # k x features, standardized
+    quality: dict
+    segments: pd.DataFrame  # one row per segment: segments.csv
+    mix: pd.DataFrame  # segment, column, value, count: categorical_mix.csv
+    order: dict[int, int]  # cluster id -> segment number (1 = highest spend)
+    notes: list[str]
+    sample: pd.DataFrame | None = None  # customers the charts draw (chart_sample.parquet)
+
+    @property
+    def names(self) -> dict[int, str]:
+        return dict(zip(self.segments["segment"], self.segments["name"], strict=True))
+
+    def segment_of(self, columns: Sequence[str]) -> Column:
+        """Each customer's segment number, from the standardized `columns`."""
+        return segment_expr(self.order, cluster_of(columns, self.centres))
+
+    def name_of(self, segment: Column) -> Column:
+        """The name of a segment number column."""
+        names = self.names
+        return F.element_at(
+            F.array(*[F.lit(names.get(s)) for s in range(1, max(names) + 1)]), segment
+        )
+
+
+@dataclass
+class Centres:
+    """The centres of every k, fitted on one driver sample (also the charts' principal axes)."""
+
+    by_k: dict[int, np.ndarray]
+    fitted_on: int
+    axes: np.ndarray  # features x components
+    seconds: dict[int, float]  # time each k's fit took
+
+
+def segment_columns(k: int | None) -> dict[str, str]:
+    """The columns of customers.csv holding a segment and its name: plain for a single run,
+    suffixed with the k in a sweep's file, which holds every k."""
+    suffix = f"_k{k}" if k else ""
+    return {"segment": f"segment{suffix}", "segment_name": f"segment_name{suffix}"}
+
+
+def customers_table(
+    data: PreparedData, found: Sequence[Segmentation], per_k: bool = False
+) -> DataFrame:
+    """Every input column plus each segmentation's segment number and name."""
+    picked = [F.col(f"`{c}`") for c in data.report.columns]
+    for seg in found:
+        names = segment_columns(seg.k if per_k else None)
+        segment = seg.segment_of(data.model_cols)
+        picked += [
+            segment.alias(names["segment"]),
+            seg.name_of(segment).alias(names["segment_name"]),
+        ]
+    return data.scaled.select(*picked)
+
+
+def segment_expr(order: Mapping[int, int], cluster: Column) -> Column:
+    """The segment number (1 = highest spend) of a KMeans cluster id column (null for an id
+    without a segment)."""
+    numbers = F.array(*[F.lit(order.get(c)).cast("int") for c in range(max(order) + 1)])
+    return F.element_at(numbers, cluster + 1)
+
+
+def fit_all(data: PreparedData, ks: Sequence[int], seed: int, max_iter: int) -> Centres:
+    """Centres of every k on one random sample of at most SAMPLE_ROWS customers."""
+    sample = sample_matrix(data.scaled, data.model_cols, data.rows_out, SAMPLE_ROWS, seed)
+    by_k, seconds = {}, {}
+    for k in ks:
+        started = time.perf_counter()
+        by_k[k] = fit_centres(sample, k, seed, max_iter)
+        seconds[k] = round(time.perf_counter() - started, 3)
+    return Centres(
+        by_k=by_k,
+        fitted_on=len(sample),
+        axes=principal_axes(sample, min(3, len(data.model_cols))),
+        seconds=seconds,
+    )
+
+
+def measure(data: PreparedData, centres: Centres, ks: Sequence[int]) -> tuple[Memberships, dict]:
+    """The two exact passes for the k of a batch; labels of the next k (when fitted) come along,
+    for how segments split."""
+    following = {k + 1 for k in ks} & set(centres.by_k)
+    measured = memberships(
+        data.scaled,
+        data.model_cols,
+        {k: centres.by_k[k] for k in sorted(set(ks) | following)},
+        data.report.categorical,
+    )
+    profiled = profiles(
+        data.scaled,
+        data.model_cols,
+        data.value_columns,
+        {k: centres.by_k[k] for k in ks},
+        measured.stats,
+    )
+    return measured, profiled
+
+
+def describe(
+    data: PreparedData,
+    centres: Centres,
+    ks: Sequence[int],
+    measured: Memberships,
+    profiled: Mapping[int, Mapping[int, ClusterProfile]],
+    seed: int,
+) -> dict[int, Segmentation]:
+    """Quality, named segments and a chart sample for each k of a measured batch."""
+    found = {
+        k: _segmentation(data, k, centres, measured.stats[k], profiled[k], measured.mix.get(k))
+        for k in ks
+    }
+    _add_chart_samples(data, centres, found, seed)
+    return found
+
+
+def _quality(
+    k: int, stats: list[metrics.ClusterStats], silhouette_sum: float, rows: int, fitted_on: int
+) -> dict:
+    return {
+        "silhouette": silhouette_sum / rows if len(stats) > 1 else None,
+        "silhouette_kind": "squared Euclidean silhouette, over every customer",
+        "within_ss": metrics.within_ss(stats),
+        "calinski_harabasz": metrics.calinski_harabasz(stats),
+        "davies_bouldin": metrics.davies_bouldin(stats),
+        "k_requested": k,
+        "segments_found": len(stats),
+        "fitted_on": fitted_on,
+        "fit_kind": (
+            f"centres fitted on all {rows:,} customers"
+            if fitted_on >= rows
+            else f"centres fitted on a random sample of {fitted_on:,} of {rows:,} customers; "
+            "every customer is assigned and every figure is computed over all of them"
+        ),
+    }
+
+
+def _segmentation(
+    data: PreparedData,
+    k: int,
+    centres: Centres,
+    stats: list[metrics.ClusterStats],
+    profiled: Mapping[int, ClusterProfile],
+    mix: pd.DataFrame | None,
+) -> Segmentation:
+    """Profile and name the segments of one k, numbered by descending spend."""
+    report = data.report
+    quality = _quality(
+        k,
+        stats,
+        sum(p.silhouette_sum for p in profiled.values()),
+        data.rows_out,
+        centres.fitted_on,
+    )
+    top = _top_values(mix)
+    segments = [
+        SegmentProfile(
+            segment=s.cluster,
+            size=s.size,
+            share=s.size / data.rows_out,
+            stats=profiled[s.cluster].values,
+            z={f: float(s.mean[i]) for i, f in enumerate(report.features)},
+            top_values=top.get(s.cluster, {}),
+        )
+        for s in stats
+    ]
+    segments.sort(key=order_key(report.mapping.get("spend"), report.features))
+    order = {}
+    for number, profile in enumerate(segments, start=1):
+        order[profile.segment] = number
+        profile.segment = number
+    name_segments(segments, report.mapping)
+    notes = []
+    if len(stats) < k:
+        notes.append(
+            f"KMeans found only {len(stats)} distinct segments for k={k}: the data has too few "
+            "distinct customers to split further."
+        )
+    mix_rows = [
+        {"segment": p.segment, "column": column, "value": value, "count": count}
+        for p in segments
+        for column, values in p.top_values.items()
+        for value, count in values
+    ]
+    return Segmentation(
+        k=k,
+        centres=centres.by_k[k],
+        quality={**quality, "sizes": {p.segment: p.size for p in segments}},
+        segments=profiles_frame(segments, report.features),
+        mix=pd.DataFrame(mix_rows, columns=["segment", "column", "value", "count"]),
+        order=order,
+        notes=notes,
+    )
+
+
+def _top_values(mix: pd.DataFrame | None) -> dict[int, dict[str, list[tuple[str, int]]]]:
+    """Per cluster and categorical column, its values with their counts, most frequent first."""
+    result: dict[int, dict[str, list[tuple[str, int]]]] = {}
+    if mix is None:
+        return result
+    ordered = mix.assign(negative=-mix["count"]).sort_values(
+        ["cluster", "column", "negative", "value"]
+    )
+    for row in ordered.itertuples():
+        result.setdefault(int(row.cluster), {}).setdefault(row.column, []).append(
+            (row.value, int(row.count))
+        )
+    return result
+
+
+def chart_fractions(sizes: Mapping[int, int]) -> dict[int, float]:
+    """Stratified: proportional shares of ~5,000 customers, at least 100 per segment when it
+    has them."""
+    total = sum(sizes.values())
+    fractions = {}
+    for cluster, size in sizes.items():
+        target = max(CHART_SAMPLE_ROWS * size / total, min(size, MIN_CHART_ROWS))
+        fractions[cluster] = min(1.0, target / size) if size else 0.0
+    return fractions
+
+
+def _add_chart_samples(
+    data: PreparedData, centres: Centres, found: Mapping[int, Segmentation], seed: int
+) -> None:
+    """One pass draws the customers every k of the batch charts, with principal components."""
+    report = data.report
+    fractions = {
+        k: chart_fractions({c: seg.quality["sizes"][n] for c, n in seg.order.items()})
+        for k, seg in found.items()
+    }
+    keep = [F.col(v).alias(f) for f, v in data.value_columns.items()]
+    keep += [F.col(f"`{c}`") for c in report.categorical]
+    if report.id_column:
+        keep.append(F.col(f"`{report.id_column}`").cast("string"))
+    rows = chart_rows(
+        data.scaled,
+        data.model_cols,
+        {k: centres.by_k[k] for k in found},
+        fractions,
+        keep,
+        seed,
+    )
+    components = rows[data.model_cols].to_numpy(float) @ centres.axes
+    for i in range(centres.axes.shape[1]):
+        rows[f"pc{i + 1}"] = components[:, i]
+    columns = [
+        "segment",
+        "segment_name",
+        *report.features,
+        *[f"pc{i + 1}" for i in range(centres.axes.shape[1])],
+        *report.categorical,
+        *([report.id_column] if report.id_column else []),
+    ]
+    for k, seg in found.items():
+        picked = thin(rows, k, fractions[k], seed).copy()
+        picked["segment"] = picked[label(k)].map(seg.order).astype("int64")
+        picked["segment_name"] = picked["segment"].map(seg.names)
+        seg.sample = picked[columns].sort_values("segment", kind="stable").reset_index(drop=True)

@@ -1,0 +1,353 @@
+"""What the analyst asks for and the table every k is fitted on: load, validate, clean, scale.
+
+Each stage of a run reports progress through a callback `(stage, fraction, message)`; the
+fraction is the whole run's progress from 0 to 1. The input is read once: the pass that checks
+it also fills the cache, and every later step works on the cached, prepared table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import date
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from segmentation.errors import InputError
+from segmentation.reading import Table, number_expr
+from segmentation.session import unpersist
+from segmentation.transactions import TRANSACTION_FEATURES, load_customer_table, origin_messages
+from segmentation.validation import ValidationReport, feature_columns, validate
+
+ProgressCallback = Callable[[str, float, str], None]
+
+STAGES = (
+    "loading",
+    "validating",
+    "preprocessing",
+    "features",
+    "scaling",
+    "clustering",
+    "evaluation",
+    "profiling",
+    "saving",
+)
+_WEIGHTS = dict(zip(STAGES, (0.03, 0.17, 0.15, 0.02, 0.05, 0.25, 0.13, 0.08, 0.12), strict=True))
+OUTLIER_POLICIES = ("cap", "remove", "none")
+MIN_K, MAX_K = 2, 30
+MAX_FEATURES = 50
+
+
+@dataclass(frozen=True)
+class SegmentationParams:
+    """What the analyst chose; every field has the default a first run should use."""
+
+    k: int = 4
+    features: tuple[str, ...] | None = None  # None: Age, Spend, Recency, Frequency
+    seed: int = 42
+    max_iter: int = 40
+    outliers: str = "cap"
+    log_features: tuple[str, ...] = ()
+    column_mapping: Mapping[str, str] = field(default_factory=dict)
+    k_range: tuple[int, int] | None = None  # sweep every k in this range instead of one k
+    stability_seeds: int = 0  # extra seeds per k in a sweep, to see which k gives stable segments
+    input_kind: str = "auto"  # "customers", "transactions" (an order log) or "auto"
+    transaction_roles: Mapping[str, str] = field(default_factory=dict)  # order-log columns
+    date_format: str | None = None  # of an order log: iso, yyyymmdd, day-first, month-first
+    reference_date: str | None = None  # ISO date Recency is counted to (default: day after last)
+    attributes: str | None = None  # a customer attributes table joined to an order log
+
+    def __post_init__(self) -> None:
+        if not MIN_K <= self.k <= MAX_K:
+            raise InputError(
+                f"The number of segments must be between {MIN_K} and {MAX_K}; got {self.k}."
+            )
+        if self.outliers not in OUTLIER_POLICIES:
+            raise InputError(
+                f"Outlier policy '{self.outliers}' is unknown; use one of {', '.join(OUTLIER_POLICIES)}."
+            )
+        if self.features and len(self.features) > MAX_FEATURES:
+            raise InputError(
+                f"{len(self.features)} features were chosen; at most {MAX_FEATURES} can be used. "
+                "Pick the columns that describe how customers buy."
+            )
+        if self.max_iter < 1:
+            raise InputError("The number of KMeans iterations must be at least 1.")
+        if self.k_range is not None:
+            low, high = (int(v) for v in self.k_range)
+            if not MIN_K <= low < high <= MAX_K:
+                raise InputError(
+                    f"A range of k must go from {MIN_K} to at most {MAX_K}, low to high; "
+                    f"got {low}-{high}."
+                )
+            object.__setattr__(self, "k_range", (low, high))
+        if not 0 <= self.stability_seeds <= 10:
+            raise InputError("The stability check takes 0 to 10 extra seeds per k.")
+        object.__setattr__(self, "features", tuple(self.features) if self.features else None)
+        object.__setattr__(self, "log_features", tuple(self.log_features))
+        object.__setattr__(self, "column_mapping", dict(self.column_mapping))
+        object.__setattr__(self, "transaction_roles", dict(self.transaction_roles))
+        if self.reference_date:
+            try:
+                date.fromisoformat(str(self.reference_date))
+            except ValueError as exc:
+                raise InputError(
+                    f"The reference date '{self.reference_date}' is not a date like 2024-12-31."
+                ) from exc
+
+    def to_dict(self) -> dict:
+        """JSON-ready form for the manifest and the job store."""
+        data = asdict(self)
+        data["features"] = list(self.features) if self.features else None
+        data["log_features"] = list(self.log_features)
+        data["k_range"] = list(self.k_range) if self.k_range else None
+        return data
+
+    @property
+    def k_values(self) -> list[int]:
+        """The k of a single run, or every k of a sweep."""
+        return list(range(self.k_range[0], self.k_range[1] + 1)) if self.k_range else [self.k]
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> SegmentationParams:
+        """Inverse of to_dict (unknown keys are ignored so old jobs still load)."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+class Progress:
+    """Times the stages and turns within-stage progress into whole-run progress."""
+
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self.callback = callback
+        self.timings: dict[str, float] = {}
+        self._stage = STAGES[0]
+
+    def _done_before(self, stage: str) -> float:
+        return sum(_WEIGHTS[s] for s in STAGES[: STAGES.index(stage)])
+
+    def report(self, fraction: float, message: str) -> None:
+        """Tell the caller how far the current stage is (0..1) and what is happening."""
+        if self.callback:
+            overall = self._done_before(self._stage) + _WEIGHTS[self._stage] * fraction
+            self.callback(self._stage, min(overall, 1.0), message)
+
+    @contextmanager
+    def stage(self, name: str, message: str) -> Iterator[None]:
+        """Run one stage: report its start, time it."""
+        self._stage = name
+        self.report(0.0, message)
+        start = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - start, 3)
+
+
+def _quoted(column: str) -> Column:
+    return F.col(f"`{column}`")
+
+
+def _prepare(table: Table, report: ValidationReport, params: SegmentationParams):
+    """Impute medians, treat outliers, log-transform: the expressions, not yet run.
+
+    Feature values come parsed from the cached table (`__n<column>`), so no text is parsed twice.
+    """
+    df = table.df
+    value_cols, model_cols, outlier_flags, notes = [], [], [], []
+    fences: dict[str, tuple[float, float]] = {}
+    logged = {
+        c
+        for c in report.features
+        if c in params.log_features
+        or any(c.lower() == name.lower() for name in params.log_features)
+    }
+    select = [_quoted(c) for c in table.columns]
+    for i, column in enumerate(report.features):
+        p = report.profiles[column]
+        parsed = _number_column(column)
+        value = F.coalesce(
+            F.col(parsed) if parsed in df.columns else number_expr(df, column),
+            F.lit(float(p.median)),
+        )
+        iqr = p.q3 - p.q1
+        low, high = p.q1 - 1.5 * iqr, p.q3 + 1.5 * iqr
+        if params.outliers != "none" and iqr > 0:
+            fences[column] = (low, high)
+            outlier_flags.append((column, (value < low) | (value > high)))
+            if params.outliers == "cap":
+                value = F.least(F.greatest(value, F.lit(low)), F.lit(high))
+        elif params.outliers != "none":
+            notes.append(f"'{column}': most values are equal, so no outliers were treated.")
+        select.append(value.alias(f"__v{i}"))
+        value_cols.append(f"__v{i}")
+        model_value = (
+            F.log1p(F.greatest(F.col(f"__v{i}"), F.lit(0.0))) if column in logged else None
+        )
+        model_cols.append((f"__x{i}", model_value))
+    for j, (_, flag) in enumerate(outlier_flags):
+        select.append(flag.alias(f"__o{j}"))
+    prepared = df.select(*select)
+    if params.outliers == "remove" and outlier_flags:
+        any_outlier = (
+            F.greatest(*[F.col(f"__o{j}") for j in range(len(outlier_flags))])
+            if len(outlier_flags) > 1
+            else F.col("__o0")
+        )
+        prepared = prepared.where(~any_outlier)
+    inputs = []
+    for (name, expr), value_col in zip(model_cols, value_cols, strict=True):
+        if expr is None:
+            inputs.append(value_col)
+        else:
+            prepared = prepared.withColumn(name, expr)
+            inputs.append(name)
+    if params.log_features and not logged:
+        notes.append("No chosen feature matched the columns to log-transform.")
+    return prepared, value_cols, inputs, fences, sorted(logged), notes
+
+
+def _standardized(column: str, counts, i: int) -> Column:
+    """(x - mean) / standard deviation (the sample's, as Spark's StandardScaler); 0 when the
+    feature no longer varies."""
+    std = counts[f"std{i}"]
+    if not std:
+        return F.lit(0.0)
+    return (F.col(column) - F.lit(float(counts[f"mean{i}"]))) / F.lit(float(std))
+
+
+def _number_column(column: str) -> str:
+    """Name of the cached, parsed-as-number copy of an input column."""
+    return f"__n_{column}"
+
+
+@dataclass
+class PreparedData:
+    """The cleaned, scaled customer table, cached once and shared by every k fitted on it."""
+
+    source: str
+    table: Table
+    report: ValidationReport
+    scaled: DataFrame
+    model_cols: list[str]  # the standardized features KMeans sees
+    value_cols: list[str]
+    rows_out: int
+    repairs: dict
+    model: dict[str, dict]  # per feature: the fill value, outlier fences, log, mean and std
+    cached: list[DataFrame]
+    origin: dict | None = None  # how a customer table was built from an order log
+
+    @property
+    def value_columns(self) -> dict[str, str]:
+        """Each feature and the column holding it in real units (after the repairs)."""
+        return dict(zip(self.report.features, self.value_cols, strict=True))
+
+    def release(self) -> None:
+        """Free the cached table (a long-lived app must not accumulate cached data)."""
+        unpersist(self.cached)
+
+
+def prepare(
+    spark: SparkSession, source: str, params: SegmentationParams, tracker: Progress, min_k: int
+) -> PreparedData:
+    """Loading to scaling: read, validate, clean, assemble and standardize; cache the result."""
+    cached: list[DataFrame] = []
+    try:
+        with tracker.stage("loading", "Reading the file"):
+            table, origin = load_customer_table(
+                spark,
+                source,
+                params.input_kind,
+                params.transaction_roles or None,
+                params.date_format,
+                date.fromisoformat(params.reference_date) if params.reference_date else None,
+                params.attributes,
+                cache=True,
+            )
+            if origin:
+                cached.append(table.df)
+                tracker.report(1.0, f"Built {origin['customers']:,} customers from the order log")
+            features = params.features or (TRANSACTION_FEATURES if origin else None)
+            # One read of the file: the validation pass also fills this cache, which holds the
+            # input as read plus each feature parsed as a number, for every later stage.
+            chosen = feature_columns(table.columns, features, params.column_mapping)
+            parsed = table.df.select(
+                "*", *[number_expr(table.df, c).alias(_number_column(c)) for c in chosen]
+            ).cache()
+            cached.append(parsed)
+            table = Table(
+                parsed, table.path, table.format, names=table.columns, unique_ids=table.unique_ids
+            )
+
+        with tracker.stage("validating", "Checking columns and values"):
+            numbers = {c: _number_column(c) for c in chosen}
+            report = validate(table, min_k, features, params.column_mapping, numbers)
+            report.raise_for_errors()
+            tracker.report(1.0, f"{report.rows:,} customers, {len(report.features)} features")
+
+        with tracker.stage("preprocessing", "Filling missing values and treating outliers"):
+            prepared, value_cols, inputs, fences, logged, notes = _prepare(table, report, params)
+            flagged = list(fences)
+
+        with tracker.stage("features", "Counting customers and measuring each feature"):
+            # One pass: rows left, outliers treated, and each model input's mean and standard
+            # deviation for the scaling.
+            counts = prepared.agg(
+                F.count(F.lit(1)).alias("rows"),
+                *[F.sum(F.col(f"__o{j}").cast("int")).alias(f"o{j}") for j in range(len(flagged))],
+                *[F.avg(c).alias(f"mean{i}") for i, c in enumerate(inputs)],
+                *[F.stddev_samp(c).alias(f"std{i}") for i, c in enumerate(inputs)],
+            ).collect()[0]
+            rows_out = counts["rows"]
+            if rows_out < min_k:
+                raise InputError(
+                    f"After removing outliers only {rows_out} customers are left, fewer than the "
+                    f"{min_k} segments asked for. Use the 'cap' outlier policy or fewer segments."
+                )
+
+        with tracker.stage("scaling", "Standardizing features (mean 0, standard deviation 1)"):
+            model_cols = [f"__z{i}" for i in range(len(inputs))]
+            scaled = prepared.select(
+                "*",
+                *[
+                    _standardized(c, counts, i).alias(z)
+                    for i, (c, z) in enumerate(zip(inputs, model_cols, strict=True))
+                ],
+            )
+    except BaseException:
+        unpersist(cached)
+        raise
+    repairs = {
+        "filled_missing": {
+            c: report.profiles[c].missing + report.profiles[c].non_numeric for c in report.features
+        },
+        "outliers": {c: counts[f"o{j}"] for j, c in enumerate(flagged)},
+        "outlier_policy": params.outliers,
+        "rows_removed": report.rows - rows_out,
+        "log_transformed": logged,
+        "notes": origin_messages(origin) + notes,
+    }
+    model = {
+        column: {
+            "fill": report.profiles[column].median,
+            "fences": list(fences[column]) if column in fences else None,
+            "log": column in logged,
+            "mean": counts[f"mean{i}"],
+            "std": counts[f"std{i}"],
+        }
+        for i, column in enumerate(report.features)
+    }
+    return PreparedData(
+        source,
+        table,
+        report,
+        scaled,
+        model_cols,
+        value_cols,
+        rows_out,
+        repairs,
+        model,
+        cached,
+        origin,
+    )
