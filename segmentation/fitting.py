@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -18,15 +18,21 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from segmentation import metrics
-from segmentation.kmeans import SAMPLE_ROWS, cluster_of, fit_centres, principal_axes, sample_matrix
+from segmentation.kmeans import (
+    SAMPLE_ROWS,
+    cluster_of,
+    fit_centres,
+    nearest,
+    principal_axes,
+    sample_rows,
+)
 from segmentation.measurement import (
     ClusterProfile,
     Memberships,
-    chart_rows,
     label,
     memberships,
     profiles,
-    thin,
+    supplement,
 )
 from segmentation.preparation import PreparedData
 from segmentation.profiles import SegmentProfile, name_segments, order_key, profiles_frame
@@ -68,10 +74,23 @@ class Segmentation:
 class Centres:
     """The centres of every k, fitted on one driver sample (also the charts' principal axes)."""
 
-    by_k: dict[int, np.ndarray]
-    fitted_on: int
+    sample: pd.DataFrame  # the customers they are fitted on, with what the charts show
+    columns: list[str]  # the standardized features in the sample
     axes: np.ndarray  # features x components
-    seconds: dict[int, float]  # time each k's fit took
+    by_k: dict[int, np.ndarray] = field(default_factory=dict)
+    seconds: dict[int, float] = field(default_factory=dict)  # time each k's fit took
+
+    @property
+    def fitted_on(self) -> int:
+        return len(self.sample)
+
+    def fit(self, ks: Sequence[int], seed: int, max_iter: int) -> None:
+        """Fit the centres of each k in `ks` on the sample."""
+        x = self.sample[self.columns].to_numpy(float)
+        for k in ks:
+            started = time.perf_counter()
+            self.by_k[k] = fit_centres(x, k, seed, max_iter)
+            self.seconds[k] = round(time.perf_counter() - started, 3)
 
 
 def segment_columns(k: int | None) -> dict[str, str]:
@@ -103,30 +122,38 @@ def segment_expr(order: Mapping[int, int], cluster: Column) -> Column:
     return F.element_at(numbers, cluster + 1)
 
 
-def fit_all(data: PreparedData, ks: Sequence[int], seed: int, max_iter: int) -> Centres:
-    """Centres of every k on one random sample of at most SAMPLE_ROWS customers."""
-    sample = sample_matrix(data.scaled, data.model_cols, data.rows_out, SAMPLE_ROWS, seed)
-    by_k, seconds = {}, {}
-    for k in ks:
-        started = time.perf_counter()
-        by_k[k] = fit_centres(sample, k, seed, max_iter)
-        seconds[k] = round(time.perf_counter() - started, 3)
+def chart_columns(data: PreparedData) -> list[Column]:
+    """What the charts show of a customer: features in real units, categories, id."""
+    report = data.report
+    keep = [F.col(v).alias(f) for f, v in data.value_columns.items()]
+    keep += [F.col(f"`{c}`") for c in report.categorical]
+    if report.id_column:
+        keep.append(F.col(f"`{report.id_column}`").cast("string"))
+    return keep
+
+
+def draw_sample(data: PreparedData, seed: int) -> Centres:
+    """A random sample of at most SAMPLE_ROWS customers, which every k's centres are fitted on
+    and which gives the charts their customers and principal axes; no centres yet."""
+    sample = sample_rows(
+        data.scaled, [*data.model_cols, *chart_columns(data)], data.rows_out, SAMPLE_ROWS, seed
+    )
+    x = sample[data.model_cols].to_numpy(float)
     return Centres(
-        by_k=by_k,
-        fitted_on=len(sample),
-        axes=principal_axes(sample, min(3, len(data.model_cols))),
-        seconds=seconds,
+        sample=sample,
+        columns=list(data.model_cols),
+        axes=principal_axes(x, min(3, len(data.model_cols))),
     )
 
 
 def measure(data: PreparedData, centres: Centres, ks: Sequence[int]) -> tuple[Memberships, dict]:
-    """The two exact passes for the k of a batch; labels of the next k (when fitted) come along,
-    for how segments split."""
-    following = {k + 1 for k in ks} & set(centres.by_k)
+    """The two exact passes for the k of a batch. Labels of the k before the batch (when fitted)
+    come along, so that how segments split from each k to the next is counted too."""
+    previous = {min(ks) - 1} & set(centres.by_k)
     measured = memberships(
         data.scaled,
         data.model_cols,
-        {k: centres.by_k[k] for k in sorted(set(ks) | following)},
+        {k: centres.by_k[k] for k in sorted(set(ks) | previous)},
         data.report.categorical,
     )
     profiled = profiles(
@@ -264,27 +291,36 @@ def chart_fractions(sizes: Mapping[int, int]) -> dict[int, float]:
 def _add_chart_samples(
     data: PreparedData, centres: Centres, found: Mapping[int, Segmentation], seed: int
 ) -> None:
-    """One pass draws the customers every k of the batch charts, with principal components."""
+    """The customers each k's charts draw, stratified by segment, with principal components.
+
+    They come from the driver sample, which holds every customer of a small table and enough of
+    any segment over 0.2% of a large one; only the customers of smaller segments are drawn by
+    one more Spark pass (all k of the batch at once)."""
     report = data.report
-    fractions = {
-        k: chart_fractions({c: seg.quality["sizes"][n] for c, n in seg.order.items()})
-        for k, seg in found.items()
-    }
-    keep = [F.col(v).alias(f) for f, v in data.value_columns.items()]
-    keep += [F.col(f"`{c}`") for c in report.categorical]
-    if report.id_column:
-        keep.append(F.col(f"`{report.id_column}`").cast("string"))
-    rows = chart_rows(
-        data.scaled,
-        data.model_cols,
-        {k: centres.by_k[k] for k in found},
-        fractions,
-        keep,
-        seed,
-    )
-    components = rows[data.model_cols].to_numpy(float) @ centres.axes
-    for i in range(centres.axes.shape[1]):
-        rows[f"pc{i + 1}"] = components[:, i]
+    rng = np.random.default_rng(seed)
+    sample = centres.sample
+    x = sample[data.model_cols].to_numpy(float)
+    picked: dict[int, list[pd.DataFrame]] = {k: [] for k in found}
+    short: dict[int, dict[int, float]] = {}
+    for k, seg in found.items():
+        sizes = {c: seg.quality["sizes"][n] for c, n in seg.order.items()}
+        fractions = chart_fractions(sizes)
+        labels = nearest(x, centres.by_k[k])
+        for cluster, size in sizes.items():
+            members = np.flatnonzero(labels == cluster)
+            wanted = round(fractions[cluster] * size)
+            if len(members) < wanted:
+                short.setdefault(k, {})[cluster] = fractions[cluster]
+                continue
+            chosen = rng.permutation(members)[:wanted]
+            picked[k].append(sample.iloc[np.sort(chosen)].assign(**{label(k): cluster}))
+    if short:
+        drawn = supplement(
+            data.scaled, data.model_cols, centres.by_k, short, chart_columns(data), seed
+        )
+        for k, clusters in short.items():
+            rows = drawn[drawn[f"__take{k}"] & drawn[label(k)].isin(list(clusters))]
+            picked[k].append(rows)
     columns = [
         "segment",
         "segment_name",
@@ -294,7 +330,10 @@ def _add_chart_samples(
         *([report.id_column] if report.id_column else []),
     ]
     for k, seg in found.items():
-        picked = thin(rows, k, fractions[k], seed).copy()
-        picked["segment"] = picked[label(k)].map(seg.order).astype("int64")
-        picked["segment_name"] = picked["segment"].map(seg.names)
-        seg.sample = picked[columns].sort_values("segment", kind="stable").reset_index(drop=True)
+        rows = pd.concat(picked[k], ignore_index=True)
+        components = rows[data.model_cols].to_numpy(float) @ centres.axes
+        for i in range(centres.axes.shape[1]):
+            rows[f"pc{i + 1}"] = components[:, i]
+        rows["segment"] = rows[label(k)].map(seg.order).astype("int64")
+        rows["segment_name"] = rows["segment"].map(seg.names)
+        seg.sample = rows[columns].sort_values("segment", kind="stable").reset_index(drop=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -22,13 +23,25 @@ SAMPLE_ROWS = 50_000  # customers the driver holds to fit centres
 STARTS = 4  # k-means++ starts per k on the sample; the lowest sample cost is kept
 
 
-def squared_distances(columns: Sequence[str], points: np.ndarray) -> list[Column]:
-    """Per row, the squared Euclidean distance to each point."""
-    values = [F.col(c) for c in columns]
+def number(value: float | None) -> str:
+    """A double as Spark SQL text that reads back as the same double (NULL for None)."""
+    return "CAST(NULL AS DOUBLE)" if value is None else f"({float(value)!r}D)"
+
+
+def quoted(column: str) -> str:
+    """A column name as Spark SQL text."""
+    return "`" + column.replace("`", "``") + "`"
+
+
+def squared_distances(columns: Sequence[str], points: np.ndarray) -> list[str]:
+    """Per row, the squared Euclidean distance to each point, as Spark SQL text.
+
+    Expressions are written as SQL text: one call to the JVM parses a whole expression, where
+    building it from Column objects costs a call per operation (a second for a sweep's)."""
     return [
-        sum(
-            ((v - float(p)) * (v - float(p)) for v, p in zip(values[1:], point[1:], strict=True)),
-            (values[0] - float(point[0])) * (values[0] - float(point[0])),
+        " + ".join(
+            f"({quoted(c)} - {number(p)}) * ({quoted(c)} - {number(p)})"
+            for c, p in zip(columns, point, strict=True)
         )
         for point in points
     ]
@@ -36,21 +49,36 @@ def squared_distances(columns: Sequence[str], points: np.ndarray) -> list[Column
 
 def cluster_of(columns: Sequence[str], centres: np.ndarray) -> Column:
     """The nearest centre's id of each row (ties to the lowest id): the column a fitted k labels
-    customers with. Array functions keep the generated code small for many k at once."""
+    customers with."""
     if len(centres) == 1:
         return F.lit(0)
-    to_each = F.array(*squared_distances(columns, centres))
-    return (F.array_position(to_each, F.array_min(to_each)) - 1).cast("int")
+    to_each = f"array({', '.join(squared_distances(columns, centres))})"
+    return F.expr(f"CAST(array_position({to_each}, array_min({to_each})) - 1 AS INT)")
 
 
-def sample_matrix(
-    df: DataFrame, columns: Sequence[str], total: int, rows: int, seed: int
-) -> np.ndarray:
-    """Up to `rows` of the `total` rows, `columns` only, as a numpy matrix (all when few)."""
+def sample_rows(
+    df: DataFrame, columns: Sequence[str | Column], total: int, rows: int, seed: int
+) -> pd.DataFrame:
+    """Up to `rows` of the `total` rows, `columns` only, collected to the driver (all of them
+    when there are fewer)."""
     picked = df.select(*columns)
     if total > rows:
         picked = picked.sample(fraction=min(1.0, 1.1 * rows / total), seed=seed).limit(rows)
-    return picked.toPandas().to_numpy(dtype=float)
+    found = picked.toPandas()
+    found.attrs = {}  # Spark Connect keeps query metrics here; not JSON
+    return found
+
+
+def nearest(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """The cluster_of of each row of `x`, computed on the driver: the same sums in the same order
+    as Spark's, so the same ids (ties to the lowest id)."""
+    distances = np.empty((len(x), len(centres)))
+    for i, point in enumerate(centres):
+        total = (x[:, 0] - point[0]) * (x[:, 0] - point[0])
+        for j in range(1, x.shape[1]):
+            total = total + (x[:, j] - point[j]) * (x[:, j] - point[j])
+        distances[:, i] = total
+    return distances.argmin(axis=1)
 
 
 def fit_centres(sample: np.ndarray, k: int, seed: int, max_iter: int) -> np.ndarray:

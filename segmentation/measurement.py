@@ -12,7 +12,7 @@ ten k as for one. Everything per (k, segment) is summed up again from those grou
   silhouette and the mean distance to the cluster's mean (Davies–Bouldin), and per feature in
   real units its mean, minimum, maximum and median. The median comes from KLL sketches (rank
   error about 0.05%), which merge exactly across groups; every other figure is exact.
-- `chart_rows`: a stratified random sample of customers for the charts.
+- `supplement`: customers of clusters a driver sample holds too few of, for the charts.
 
 Only DataFrame expressions run on the executors (no Python), so a cluster and Spark Connect
 compute the same figures.
@@ -28,7 +28,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from segmentation.kmeans import cluster_of
+from segmentation.kmeans import cluster_of, number, quoted
 from segmentation.metrics import ClusterStats
 
 SKETCH_K = 8192  # KLL sketch size per group and feature: median rank error about 0.05%
@@ -40,8 +40,8 @@ def label(k: int) -> str:
     return f"__c{k}"
 
 
-def _squared_norm(columns: Sequence[str]) -> Column:
-    return sum((F.col(c) * F.col(c) for c in columns[1:]), F.col(columns[0]) * F.col(columns[0]))
+def _squared_norm(columns: Sequence[str]) -> str:
+    return " + ".join(f"{quoted(c)} * {quoted(c)}" for c in columns)
 
 
 def _labels(columns: Sequence[str], centres: Mapping[int, np.ndarray]) -> list[Column]:
@@ -72,7 +72,7 @@ def memberships(
     of `centres` and counts of each value of the `categorical` columns."""
     ks = sorted(centres)
     labels = [label(k) for k in ks]
-    picked = [*_labels(columns, centres), *columns, _squared_norm(columns).alias("__q")]
+    picked = [*_labels(columns, centres), *columns, F.expr(_squared_norm(columns)).alias("__q")]
     keys = list(labels)
     if categorical:
         # Each customer once per categorical column: counts per value come out of the same pass.
@@ -141,16 +141,31 @@ def profiles(
     """
     ks = sorted(centres)
     labels = [label(k) for k in ks]
-    per_k = []
-    for k in ks:
-        score, spread = _silhouette_and_spread(columns, stats[k], len(centres[k]), F.col(label(k)))
-        per_k += [score.alias(f"__s{k}"), spread.alias(f"__r{k}")]
     features = list(value_columns)
-    rows = df.select(
-        *_labels(columns, centres),
-        *[F.col(v).alias(f"__v{i}") for i, v in enumerate(value_columns.values())],
-        *columns,
-    ).select(*labels, *[f"__v{i}" for i in range(len(features))], *per_k)
+    kept = [*labels, *[f"__v{i}" for i in range(len(features))]]
+    # Three projections, each reading the columns of the one before: the arrays of distances
+    # are computed once per row and k, and the generated code grows with k, not k².
+    rows = (
+        df.select(
+            *_labels(columns, centres),
+            *[F.col(v).alias(f"__v{i}") for i, v in enumerate(value_columns.values())],
+            *columns,
+        )
+        .select(
+            *kept,
+            *[_to_members(columns, stats[k], len(centres[k])).alias(f"__d{k}") for k in ks],
+        )
+        .select(
+            *kept,
+            *[
+                column.alias(f"__{name}{k}")
+                for k in ks
+                for name, column in zip(
+                    "sr", _silhouette_and_spread(stats[k], len(centres[k]), k), strict=True
+                )
+            ],
+        )
+    )
     values = [F.col(f"__v{i}") for i in range(len(features))]
     groups = rows.groupBy(*labels).agg(
         F.count(F.lit(1)).alias("n"),
@@ -225,50 +240,55 @@ def profiles(
     return result
 
 
-def _silhouette_and_spread(
-    columns: Sequence[str], stats: Sequence[ClusterStats], k: int, cluster: Column
-) -> tuple[Column, Column]:
-    """Each customer's silhouette and distance to its cluster's mean, from the cluster
-    aggregates (clusters without members are left out)."""
-    values = [F.col(c) for c in columns]
+def _to_members(columns: Sequence[str], stats: Sequence[ClusterStats], k: int) -> Column:
+    """Per row, the mean squared distance to the members of each cluster (null for a cluster
+    without members): |x|² - 2 x·mean + sumsq / n."""
     squared = _squared_norm(columns)
     by_id = {s.cluster: s for s in stats}
 
-    def lits(per_cluster) -> Column:
-        return F.array(
-            *[F.lit(per_cluster(by_id[c]) if c in by_id else None).cast("double") for c in range(k)]
-        )
+    def distance(s: ClusterStats) -> str:
+        dot = " + ".join(f"{quoted(c)} * {number(m)}" for c, m in zip(columns, s.mean, strict=True))
+        return f"{squared} - 2 * ({dot}) + {number(s.sum_sq_norm / s.size)}"
 
-    # Mean squared distance to the members of each cluster (null for an empty one).
-    to_members = F.array(
-        *[
-            squared
-            - 2 * sum(v * float(m) for v, m in zip(values, by_id[c].mean, strict=True))
-            + by_id[c].sum_sq_norm / by_id[c].size
-            if c in by_id
-            else F.lit(None).cast("double")
-            for c in range(k)
-        ]
+    return F.expr(
+        f"array({', '.join(distance(by_id[c]) if c in by_id else number(None) for c in range(k))})"
     )
-    position = cluster + 1
+
+
+def _per_cluster(stats: Sequence[ClusterStats], k: int, value) -> str:
+    """A literal array of `value(cluster stats)` by cluster id (NULL for one without members)."""
+    by_id = {s.cluster: s for s in stats}
+    return f"array({', '.join(number(value(by_id[c]) if c in by_id else None) for c in range(k))})"
+
+
+def _silhouette_and_spread(
+    stats: Sequence[ClusterStats], k: int, fitted_k: int
+) -> tuple[Column, Column]:
+    """Each customer's silhouette and distance to its cluster's mean, from its row's array of
+    distances to the members of each cluster (`__d<k>`) and its cluster id."""
+    to_members, position = f"`__d{fitted_k}`", f"(`{label(fitted_k)}` + 1)"
+    own = f"element_at({to_members}, {position})"
     # Own cluster: its members other than the customer (n / (n - 1)); null when alone.
-    inside = F.element_at(to_members, position) * F.element_at(
-        lits(lambda s: s.size / (s.size - 1) if s.size > 1 else None), position
+    shrink = _per_cluster(stats, k, lambda s: s.size / (s.size - 1) if s.size > 1 else None)
+    inside = f"({own} * element_at({shrink}, {position}))"
+    # The nearest other cluster: the smallest distance, unless that is the own cluster's
+    # alone, then the smallest of the rest.
+    smallest = f"array_min({to_members})"
+    rest = f"array_remove({to_members}, {smallest})"
+    nearest = (
+        f"(CASE WHEN {own} > {smallest} THEN {smallest} "
+        f"WHEN size({to_members}) - size({rest}) > 1 THEN {smallest} "
+        f"ELSE array_min({rest}) END)"
     )
-    nearest_other = F.array_min(
-        F.array(*[F.when(cluster != c, F.element_at(to_members, c + 1)) for c in range(k)])
-    )
-    larger = F.greatest(nearest_other, inside)
-    score = F.coalesce(F.when(larger > 0, (nearest_other - inside) / larger), F.lit(0.0))
+    larger = f"greatest({nearest}, {inside})"
+    score = f"coalesce(CASE WHEN {larger} > 0 THEN ({nearest} - {inside}) / {larger} END, 0D)"
     # |x - mean|² = to_members - (sumsq / n - |mean|²)
-    offset = lits(lambda s: s.sum_sq_norm / s.size - float(s.mean @ s.mean))
-    spread = F.sqrt(
-        F.greatest(F.element_at(to_members, position) - F.element_at(offset, position), F.lit(0.0))
-    )
-    return score, spread
+    offset = _per_cluster(stats, k, lambda s: s.sum_sq_norm / s.size - float(s.mean @ s.mean))
+    spread = f"sqrt(greatest({own} - element_at({offset}, {position}), 0D))"
+    return F.expr(score), F.expr(spread)
 
 
-def chart_rows(
+def supplement(
     df: DataFrame,
     columns: Sequence[str],
     centres: Mapping[int, np.ndarray],
@@ -276,35 +296,25 @@ def chart_rows(
     keep: Sequence[Column],
     seed: int,
 ) -> pd.DataFrame:
-    """Customers drawn with, per k, probability fractions[k][cluster]: one pass for every k.
-
-    A row is drawn with the largest of its probabilities; `thin` then keeps it for each k with
-    the rest of that k's probability, so each k gets its own stratified sample. Returns the
-    `keep` columns, the standardized `columns`, each k's cluster id and the draw's probability.
-    """
-    ks = sorted(centres)
-    chance = [
-        F.element_at(
-            F.array(*[F.lit(float(fractions[k].get(c, 0.0))) for c in range(len(centres[k]))]),
-            F.col(label(k)) + 1,
-        )
+    """Customers of the clusters that a driver sample holds too few of: each cluster c of k
+    drawn with probability fractions[k][c]. Returns the `keep` columns, the standardized
+    `columns`, each k's cluster id and whether the row was drawn for it (`__take<k>`)."""
+    ks = sorted(fractions)
+    draws = [
+        F.expr(
+            f"element_at(array({', '.join(number(fractions[k].get(c, 0.0)) for c in range(len(centres[k])))}), `{label(k)}` + 1) > `__u`"
+        ).alias(f"__take{k}")
         for k in ks
     ]
-    drawn = (
-        df.select(*keep, *columns, *_labels(columns, centres))
-        .withColumn("__p", F.greatest(*chance) if len(chance) > 1 else chance[0])
-        .where(F.rand(seed) < F.col("__p"))
+    found = (
+        df.select(*keep, *columns, *_labels(columns, {k: centres[k] for k in ks}))
+        .withColumn("__u", F.rand(seed))
+        .select("*", *draws)
+        .where(" OR ".join(f"`__take{k}`" for k in ks))
+        .toPandas()
     )
-    rows = drawn.toPandas()
-    rows.attrs = {}  # Spark Connect keeps query metrics here; not JSON
-    return rows
-
-
-def thin(rows: pd.DataFrame, k: int, fractions: Mapping[int, float], seed: int) -> pd.DataFrame:
-    """The rows of a chart_rows draw that k's stratified sample keeps."""
-    wanted = rows[label(k)].map(lambda c: fractions.get(int(c), 0.0)).to_numpy(float)
-    uniform = np.random.default_rng([seed, k]).random(len(rows))
-    return rows[uniform * rows["__p"].to_numpy(float) < wanted]
+    found.attrs = {}  # Spark Connect keeps query metrics here; not JSON
+    return found
 
 
 def agreement(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from pyspark.sql import SparkSession
 
-from segmentation.fitting import describe, fit_all, measure
+from segmentation.fitting import describe, draw_sample, measure
 from segmentation.preparation import Progress, ProgressCallback, SegmentationParams, prepare
 from segmentation.results import write_results
 
@@ -43,7 +43,8 @@ def run_segmentation(
     data = prepare(spark, source, params, tracker, k)
     try:
         with tracker.stage("clustering", f"Fitting KMeans with k={k}"):
-            centres = fit_all(data, [k], params.seed, params.max_iter)
+            centres = draw_sample(data, params.seed)
+            centres.fit([k], params.seed, params.max_iter)
         with tracker.stage("evaluation", "Measuring every customer: sizes, silhouette, spread"):
             measured, profiled = measure(data, centres, [k])
         with tracker.stage("profiling", "Describing and naming the segments"):

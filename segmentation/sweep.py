@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import SparkSession
 
-from segmentation.fitting import Centres, Segmentation, customers_table, describe, fit_all, measure
+from segmentation.fitting import (
+    Centres,
+    Segmentation,
+    customers_table,
+    describe,
+    draw_sample,
+    measure,
+)
 from segmentation.measurement import agreement
 from segmentation.preparation import (
     PreparedData,
@@ -146,7 +153,8 @@ def _stability(
     silhouettes = {k: [found[k].quality["silhouette"]] for k in ks}
     aris: dict[int, list[float]] = {k: [] for k in ks}
     for extra in range(1, params.stability_seeds + 1):
-        other = fit_all(data, ks, params.seed + extra, params.max_iter)
+        other = draw_sample(data, params.seed + extra)
+        other.fit(ks, params.seed + extra, params.max_iter)
         measured, profiled = measure(data, other, ks)
         shared = agreement(
             data.scaled,
@@ -292,15 +300,20 @@ def run_sweep(
     ks = [k for k in ks if k <= data.rows_out]
     try:
         out_dir.mkdir(parents=True)
-        with tracker.stage("clustering", f"Fitting centres for k={ks[0]}..{ks[-1]} on a sample"):
-            centres = fit_all(data, ks, params.seed, params.max_iter)
+        with tracker.stage("clustering", f"Fitting centres for k={ks[0]} on a sample"):
+            # The other k are fitted batch by batch, so that the first k shows soonest.
+            centres = draw_sample(data, params.seed)
+            centres.fit(ks[:1], params.seed, params.max_iter)
         found: dict[int, Segmentation] = {}
         by_cluster: dict[int, pd.DataFrame] = {}
         rows: list[dict] = []
         with tracker.stage("evaluation", "Measuring every k over every customer"):
             for batch in batches(ks):
                 shown = "k=" + ", ".join(map(str, batch))
-                tracker.report(len(found) / len(ks), f"{shown}: measuring every customer")
+                tracker.report(len(found) / len(ks), f"{shown}: fitting and measuring")
+                centres.fit(
+                    [k for k in batch if k not in centres.by_k], params.seed, params.max_iter
+                )
                 measured, profiled = measure(data, centres, batch)
                 described = describe(data, centres, batch, measured, profiled, params.seed)
                 for k in batch:

@@ -31,31 +31,48 @@ def labels_of(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return np.argmin(((x[:, None, :] - centres[None]) ** 2).sum(2), 1)
 
 
+def sample(df, total: int, rows: int, seed: int, columns=COLUMNS) -> np.ndarray:
+    return kmeans.sample_rows(df, columns, total, rows, seed).to_numpy(float)
+
+
 def test_centres_fitted_on_a_sample_recover_the_groups(blobs):
     df, x, truth = blobs
-    sample = kmeans.sample_matrix(df, COLUMNS, len(x), 600, seed=1)
-    assert 500 <= len(sample) <= 600
-    centres = kmeans.fit_centres(sample, 4, seed=1, max_iter=40)
+    drawn = sample(df, len(x), 600, seed=1)
+    assert 500 <= len(drawn) <= 600
+    centres = kmeans.fit_centres(drawn, 4, seed=1, max_iter=40)
     assert centres.shape == (4, 3)
     assert adjusted_rand_score(truth, labels_of(x, centres)) > 0.99
 
 
 def test_same_seed_same_centres_and_a_spark_label_for_every_row(blobs):
     df, x, _ = blobs
-    sample = kmeans.sample_matrix(df, COLUMNS, len(x), 1000, seed=7)
-    again = kmeans.sample_matrix(df, COLUMNS, len(x), 1000, seed=7)
-    np.testing.assert_array_equal(sample, again)
-    first = kmeans.fit_centres(sample, 5, seed=7, max_iter=40)
+    drawn = sample(df, len(x), 1000, seed=7)
+    again = sample(df, len(x), 1000, seed=7)
+    np.testing.assert_array_equal(drawn, again)
+    first = kmeans.fit_centres(drawn, 5, seed=7, max_iter=40)
     np.testing.assert_array_equal(first, kmeans.fit_centres(again, 5, seed=7, max_iter=40))
     spark_labels = df.select(*COLUMNS, kmeans.cluster_of(COLUMNS, first).alias("c")).toPandas()
     expected = labels_of(spark_labels[COLUMNS].to_numpy(), first)
     np.testing.assert_array_equal(spark_labels["c"].to_numpy(), expected)
+    # The driver's labels are Spark's, bit for bit, also for points equally far from two centres.
+    np.testing.assert_array_equal(
+        kmeans.nearest(spark_labels[COLUMNS].to_numpy(), first), spark_labels["c"].to_numpy()
+    )
+
+
+def test_a_customer_halfway_between_two_centres_goes_to_the_lowest_id_on_both_sides(spark):
+    centres = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 3.0]])
+    points = pd.DataFrame({"z0": [0.0, 0.1, -0.1], "z1": [0.0, 0.0, 0.0]})
+    df = spark.createDataFrame(points)
+    spark_labels = df.select(kmeans.cluster_of(["z0", "z1"], centres).alias("c")).toPandas()
+    assert spark_labels["c"].tolist() == [0, 0, 1]
+    assert kmeans.nearest(points.to_numpy(), centres).tolist() == [0, 0, 1]
 
 
 def test_more_segments_than_distinct_customers_leaves_the_extra_ones_empty(spark):
     df = spark.createDataFrame(pd.DataFrame({"z0": [0.0, 0.0, 1.0, 1.0], "z1": [1.0] * 4}))
-    sample = kmeans.sample_matrix(df, ["z0", "z1"], 4, 100, seed=0)
-    centres = kmeans.fit_centres(sample, 3, seed=0, max_iter=10)
+    drawn = sample(df, 4, 100, seed=0, columns=["z0", "z1"])
+    centres = kmeans.fit_centres(drawn, 3, seed=0, max_iter=10)
     labels = df.select(kmeans.cluster_of(["z0", "z1"], centres).alias("c")).toPandas()["c"]
     assert sorted(labels.value_counts().tolist()) == [2, 2]
     assert 2 not in set(labels)  # the repeated centre loses every tie

@@ -27,7 +27,7 @@ def table(spark):
     frame["region"] = rng.choice(["North", "South", None], len(x), p=[0.5, 0.4, 0.1])
     df = spark.createDataFrame(frame).repartition(3).cache()
     df.count()
-    sample = kmeans.sample_matrix(df, COLUMNS, len(x), 500, seed=2)
+    sample = kmeans.sample_rows(df, COLUMNS, len(x), 500, seed=2).to_numpy(float)
     centres = {k: kmeans.fit_centres(sample, k, seed=2, max_iter=40) for k in range(2, 6)}
     yield df, frame, centres
     df.unpersist()
@@ -125,17 +125,17 @@ def test_agreement_counts_shared_customers_per_pair_of_clusters(table):
         assert got.to_dict() == expected[expected > 0].to_dict()
 
 
-def test_chart_rows_give_each_k_its_stratified_share(table):
+def test_a_supplement_draws_each_short_cluster_with_its_probability(table):
     df, frame, centres = table
-    fractions = {3: {0: 0.5, 1: 0.1, 2: 1.0}, 4: {0: 0.2, 1: 0.2, 2: 0.2, 3: 0.2}}
-    rows = measurement.chart_rows(
-        df, COLUMNS, {k: centres[k] for k in fractions}, fractions, [df["spend"]], seed=1
-    )
+    fractions = {3: {0: 0.5, 2: 1.0}, 4: {1: 0.2}}
+    drawn = measurement.supplement(df, COLUMNS, centres, fractions, [df["spend"]], seed=1)
     x = frame[COLUMNS].to_numpy()
     for k, wanted in fractions.items():
-        kept = measurement.thin(rows, k, wanted, seed=1)
         sizes = np.bincount(labels_of(x, centres[k]), minlength=k)
+        taken = drawn[drawn[f"__take{k}"]]
+        assert set(taken[measurement.label(k)]) == set(wanted)
         for cluster, fraction in wanted.items():
-            got = (kept[measurement.label(k)] == cluster).sum()
+            got = (taken[measurement.label(k)] == cluster).sum()
             expected = fraction * sizes[cluster]
             assert abs(got - expected) <= 4 * np.sqrt(expected * (1 - fraction)) + 1, (k, cluster)
+    assert {"spend", *COLUMNS} <= set(drawn.columns)
