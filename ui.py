@@ -28,7 +28,7 @@ from segmentation.jobs import Job, JobRunner, JobState, JobStore, run_pipeline_j
 from segmentation.locations import ROOTS_SETTING
 from segmentation.preparation import SegmentationParams
 from segmentation.reading import read_table
-from segmentation.results import Results, Sweep, load_results, load_sweep
+from segmentation.results import Results, Sweep, load_results, load_sweep, sweep_state
 from segmentation.session import SETTING_NAMES, EngineStarter, engine_failure_reason
 from segmentation.transactions import (
     TRANSACTION_FEATURES,
@@ -211,18 +211,30 @@ def k_text(job: Job) -> str:
 
 
 def job_label(job: Job) -> str:
-    """How a job is named in pickers: file, k, when."""
-    return f"{job.original_name} · k={k_text(job)} · {job.created_at:%Y-%m-%d %H:%M}"
+    """How a job is named in pickers: file, k, when (and whether it still runs)."""
+    running = " · running" if job.is_active else ""
+    return f"{job.original_name} · k={k_text(job)} · {job.created_at:%Y-%m-%d %H:%M}{running}"
 
 
-def finished_jobs() -> list[Job]:
-    """Succeeded jobs of this visitor, newest first."""
-    return [j for j in services().store.list(owner=owner()) if j.state == JobState.SUCCEEDED]
+def results_folder(job: Job) -> str:
+    """Where a job's results are: its finished folder, or the one a running sweep fills."""
+    return job.result_dir or str(services().store.result_dir(job.id))
 
 
-def pick_finished_job(key: str) -> Job | None:
-    """A picker over finished jobs, defaulting to the one this visitor last followed."""
-    jobs = finished_jobs()
+def viewable_jobs() -> list[Job]:
+    """This visitor's jobs whose results can be opened, newest first: finished ones, and
+    running sweeps once their first k is measured (the others follow as they finish)."""
+    return [
+        job
+        for job in services().store.list(owner=owner())
+        if job.state == JobState.SUCCEEDED
+        or (job.state == JobState.RUNNING and sweep_of(results_folder(job)) is not None)
+    ]
+
+
+def pick_job(key: str) -> Job | None:
+    """A picker over viewable jobs, defaulting to the one this visitor last followed."""
+    jobs = viewable_jobs()
     if not jobs:
         st.info("No finished segmentation yet. Upload a customer table or try the sample data.")
         st.page_link(UPLOAD, label="Upload data", icon=":material/upload:")
@@ -241,37 +253,67 @@ def _results(result_dir: str) -> Results:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
+def _sweep(result_dir: str, state: float | None) -> Sweep | None:
+    return load_sweep(result_dir) if state is not None else None
+
+
 def sweep_of(result_dir: str) -> Sweep | None:
-    """A finished job's k sweep, or None for a single segmentation."""
-    return load_sweep(result_dir)
+    """A job's k sweep as far as it is measured, or None for a single segmentation (read again
+    whenever a running sweep adds k)."""
+    return _sweep(result_dir, sweep_state(result_dir))
 
 
 def k_picker(job: Job) -> int | None:
-    """For a sweep: a k selector (remembered with the job) and the suggestion; None otherwise.
+    """For a sweep: a k selector over the k measured so far (remembered with the job) and the
+    suggestion once every k is measured; None for a single segmentation.
 
     Switching k only reads that k's small result files, which already exist: no Spark job runs.
     """
-    sweep = sweep_of(job.result_dir)
+    sweep = sweep_of(results_folder(job))
     if sweep is None:
         return None
-    current = job.chosen_k if job.chosen_k in sweep.ks else sweep.suggested_k
-    k = st.select_slider(
-        "Number of segments (k)",
-        options=sweep.ks,
-        value=current,
-        key=f"k-{job.id}",
-        help="Every k was fitted; switching is instant.",
-    )
-    if k != job.chosen_k:
+    ks = sweep.ks
+    default = sweep.suggested_k if sweep.suggested_k in ks else ks[0]
+    current = job.chosen_k if job.chosen_k in ks else default
+    if len(ks) > 1:
+        k = st.select_slider(
+            "Number of segments (k)",
+            options=ks,
+            value=current,
+            key=f"k-{job.id}",
+            help="Every k is fitted; switching is instant.",
+        )
+    else:
+        k = ks[0]
+        st.markdown(f"Number of segments: **k = {k}**")
+    if k != current:
         services().store.set_chosen_k(job.id, k)
-    st.caption(plain(f"Suggested k={sweep.suggested_k}: {sweep.manifest['suggestion']}"))
+    if sweep.complete:
+        st.caption(plain(f"Suggested k={sweep.suggested_k}: {sweep.manifest['suggestion']}"))
+    else:
+        st.caption(
+            plain(f"{sweep.progress_text}. The suggestion comes when every k is measured."),
+        )
+        _follow(job.id, sweep_state(results_folder(job)))
     return k
 
 
+@st.fragment(run_every=1.5)
+def _follow(job_id: str, seen: float | None) -> None:
+    """While a sweep runs, redraw the page when it adds k or finishes."""
+    job = services().store.get(job_id)
+    if job is None or not job.is_active or sweep_state(results_folder(job)) != seen:
+        st.rerun()
+
+
 def results_of(job: Job, k: int | None = None) -> Results:
-    """A finished job's results (for a sweep: of k) with the analyst's segment names."""
-    sweep = sweep_of(job.result_dir)
-    folder = str(sweep.folder(k or sweep.suggested_k)) if sweep else job.result_dir
+    """A job's results (for a sweep: of k, by default the suggested or first measured) with
+    the analyst's segment names."""
+    sweep = sweep_of(results_folder(job))
+    if sweep is None:
+        folder = results_folder(job)
+    else:
+        folder = str(sweep.folder(k or sweep.suggested_k or sweep.ks[0]))
     results = _results(folder)
     names = services().store.get(job.id).segment_names.get(results.k, {})
     return results.with_names(names)

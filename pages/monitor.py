@@ -45,6 +45,11 @@ def active_job(job) -> None:
         messages = svc.store.messages(job.id)
         if messages:
             st.caption(ui.plain(f"{messages[-1].ts:%H:%M:%S} · {messages[-1].message}"))
+        sweep = ui.sweep_of(ui.results_folder(job)) if job.params.get("k_range") else None
+        if sweep is not None:
+            st.markdown(ui.plain(sweep.progress_text))
+            if st.session_state.get("job_id") == job.id:  # Results opens the job followed
+                st.page_link(ui.RESULTS, label="Open the measured k", icon=":material/groups:")
         if st.button("Cancel", key=f"cancel-{job.id}", icon=":material/stop:"):
             svc.runner.cancel(job.id)
             st.rerun(scope="fragment")

@@ -8,7 +8,7 @@ import ui
 
 ui.require_frame(__file__)
 st.title("Segmentation results")
-job = ui.pick_finished_job("results-job")
+job = ui.pick_job("results-job")
 if job is None:
     st.stop()
 k = ui.k_picker(job)
@@ -67,6 +67,8 @@ left.download_button(
     file_name=f"customers-segments-k{results.k}-{job.id[:6]}.csv",
     mime="text/csv",
     icon=":material/download:",
+    disabled=not results.customers_ready,
+    help=None if results.customers_ready else "Written once every k is measured.",
 )
 middle.download_button(
     "Segment profiles (CSV)",

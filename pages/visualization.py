@@ -7,7 +7,7 @@ from segmentation import charts
 
 ui.require_frame(__file__)
 st.title("Visualization")
-job = ui.pick_finished_job("viz-job")
+job = ui.pick_job("viz-job")
 if job is None:
     st.stop()
 k = ui.k_picker(job)
@@ -23,7 +23,7 @@ st.caption(
     f"Charts of individual customers use a stratified sample of {len(sample):,} of "
     f"{results.manifest['rows_out']:,} customers; profiles use everyone."
 )
-sweep = ui.sweep_of(job.result_dir)
+sweep = ui.sweep_of(ui.results_folder(job))
 tabs = st.tabs(
     ["Sizes", "Profiles", "Distributions", "Customer space", "Categories"]
     + (["Choosing k"] if sweep else [])
@@ -61,4 +61,7 @@ if sweep:
             each: ui.results_of(job, each).segments.set_index("segment")["name"].to_dict()
             for each in sweep.ks
         }
-        show(charts.segment_splits(sweep.splits, names))
+        if len(sweep.splits):
+            show(charts.segment_splits(sweep.splits, names))
+        else:
+            st.info("How segments split from k to k+1 shows once two neighbouring k are measured.")

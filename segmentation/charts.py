@@ -392,8 +392,9 @@ def categorical_mix(
     )
 
 
-def sweep_metrics(sweep: pd.DataFrame, suggested_k: int) -> go.Figure:
-    """How the quality measures change with the number of segments, and which k is suggested."""
+def sweep_metrics(sweep: pd.DataFrame, suggested_k: int | None) -> go.Figure:
+    """How the quality measures change with the number of segments, and which k is suggested
+    (none yet while a sweep runs)."""
     _require_rows(sweep, "No number of segments has been tried yet.")
     metrics = [
         ("within_ss", "Elbow: spread within segments (look for the bend)", "Within-segment spread"),
@@ -426,16 +427,21 @@ def sweep_metrics(sweep: pd.DataFrame, suggested_k: int) -> go.Figure:
             row=row,
             col=col,
         )
-        fig.add_vline(
-            x=suggested_k,
-            line={"color": SUGGESTED_COLOR, "dash": "dash", "width": 2},
-            row=row,
-            col=col,
-        )
+        if suggested_k is not None:
+            fig.add_vline(
+                x=suggested_k,
+                line={"color": SUGGESTED_COLOR, "dash": "dash", "width": 2},
+                row=row,
+                col=col,
+            )
         fig.update_yaxes(title_text=axis_title, row=row, col=col)
     fig.update_xaxes(title_text="Number of segments (k)", dtick=1)
     fig.add_annotation(
-        text=f"Suggested: k = {int(suggested_k)} (dashed line)",
+        text=(
+            f"Suggested: k = {int(suggested_k)} (dashed line)"
+            if suggested_k is not None
+            else "The suggestion comes when every k is measured"
+        ),
         xref="paper",
         yref="paper",
         x=1,

@@ -299,7 +299,11 @@ def k_folder(k: int) -> str:
 
 @dataclass
 class Sweep:
-    """A k sweep as the app shows it: per-k figures, the suggestion and how segments split."""
+    """A k sweep as the app shows it: per-k figures, the suggestion and how segments split.
+
+    While a sweep runs its folder already holds the k measured so far (`ks`); the suggestion
+    comes once every planned k is measured (`complete`).
+    """
 
     out_dir: Path
     manifest: dict
@@ -307,12 +311,33 @@ class Sweep:
     splits: pd.DataFrame
 
     @property
+    def complete(self) -> bool:
+        return bool(self.manifest.get("complete", True))
+
+    @property
     def ks(self) -> list[int]:
+        """The k whose results can be opened."""
+        return [int(k) for k in self.manifest.get("k_done", self.manifest["k_values"])]
+
+    @property
+    def planned(self) -> list[int]:
+        """Every k the sweep fits."""
         return [int(k) for k in self.manifest["k_values"]]
 
     @property
-    def suggested_k(self) -> int:
-        return int(self.manifest["suggested_k"])
+    def suggested_k(self) -> int | None:
+        """The suggested k; None until every k is measured."""
+        suggested = self.manifest.get("suggested_k")
+        return None if suggested is None else int(suggested)
+
+    @property
+    def progress_text(self) -> str:
+        """Which k can be opened, and which are still being measured."""
+        waiting = [k for k in self.planned if k not in self.ks]
+        text = f"k = {', '.join(map(str, self.ks))} ready"
+        return text + (
+            f"; k = {', '.join(map(str, waiting))} still being measured" if waiting else ""
+        )
 
     def folder(self, k: int) -> Path:
         """The ordinary results folder of one k."""
@@ -320,14 +345,33 @@ class Sweep:
 
 
 def load_sweep(out_dir: str | Path) -> Sweep | None:
-    """A sweep's summary, or None when the folder holds a single segmentation."""
+    """A sweep's summary (so far, while it runs), or None when the folder holds a single
+    segmentation or nothing yet."""
     out_dir = Path(out_dir)
-    manifest = json.loads((out_dir / MANIFEST).read_text())
+    try:
+        manifest = json.loads((out_dir / MANIFEST).read_text())
+    except FileNotFoundError:
+        return None
     if manifest.get("kind") != "sweep":
         return None
+    done = manifest.get("k_done", manifest["k_values"])
+    table = pd.read_csv(out_dir / SWEEP_TABLE)
+    splits = pd.read_csv(out_dir / SPLITS)
+    # The tables may already hold a batch the manifest does not list yet.
     return Sweep(
         out_dir=out_dir,
         manifest=manifest,
-        table=pd.read_csv(out_dir / SWEEP_TABLE),
-        splits=pd.read_csv(out_dir / SPLITS),
+        table=table[table["k"].isin(done)].reset_index(drop=True),
+        splits=splits[splits["k"].isin(done) & splits["k"].add(1).isin(done)].reset_index(
+            drop=True
+        ),
     )
+
+
+def sweep_state(out_dir: str | Path) -> float | None:
+    """When a results folder's manifest last changed (None without one): a running sweep
+    rewrites it as each batch of k is measured."""
+    try:
+        return (Path(out_dir) / MANIFEST).stat().st_mtime
+    except FileNotFoundError:
+        return None

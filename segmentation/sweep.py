@@ -258,6 +258,10 @@ def _write_summary(
                     "suggested_k": suggestion[0],
                     "suggestion": suggestion[1],
                     "opinions": suggestion[2],
+                    # The suggested k's figures, for the job history.
+                    "metrics": json.loads(
+                        (out_dir / k_folder(suggestion[0]) / MANIFEST).read_text()
+                    )["metrics"],
                 }
                 if suggestion
                 else {}

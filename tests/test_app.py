@@ -104,7 +104,7 @@ def test_sample_flow_runs_a_real_job_through_spark_to_results():
 def test_renamed_segments_are_kept_and_exported():
     import ui
 
-    job = ui.finished_jobs()[0]
+    job = ui.viewable_jobs()[0]
     at = app().run()
     at.switch_page("pages/results.py").run()
     at.text_input[0].set_value("Our best customers")

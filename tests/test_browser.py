@@ -235,6 +235,38 @@ def test_a_reload_keeps_the_running_job_and_its_progress(server, tab, big_csv):
     assert job["original_name"] == name and job["state"] == "succeeded", job["error"]
 
 
+def test_a_sweep_shows_its_first_k_while_the_others_are_measured(server, tab, big_csv):
+    """Results streams in: the Job Monitor offers the k measured so far, Results shows one of
+    them while the sweep still runs, and the suggestion follows once every k is measured."""
+    name = "sweep-live.csv"
+    open_page(tab, server, "upload", "Upload customer data")
+    upload(tab, {"name": name, "mimeType": "text/csv", "buffer": big_csv.read_bytes()})
+    wait_for_report(tab)
+    tab.get_by_text("Try several k and suggest one").click()
+    expect(tab.get_by_text("Range of k")).to_be_visible()
+    wait_until_idle(tab)
+    start_segmentation(tab)
+
+    opener = active_job(tab, name).get_by_role("link", name="Open the measured k")
+    expect(opener).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    opener.click()
+    expect(tab.get_by_role("heading", name="Segmentation results", level=1)).to_be_visible()
+    # Drawn from a manifest that lists k still being measured: the sweep had not finished.
+    expect(
+        tab.get_by_text(re.compile(r"k = 2\b.* ready; k = .* still being measured"))
+    ).to_be_visible()
+    expect(tab.get_by_test_id("stMetricValue").first).to_have_text(f"{BIG_ROWS:,}")
+    expect(tab.get_by_role("button", name="Customers with segments (CSV)")).to_be_disabled()
+    assert_no_exception(tab)
+
+    # The page follows the sweep to its end by itself.
+    expect(tab.get_by_text(re.compile(r"^Suggested k=\d+"))).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    expect(tab.get_by_role("button", name="Customers with segments (CSV)")).to_be_enabled()
+    job = jobs(server.workspace)[0]
+    assert job["original_name"] == name and job["state"] == "succeeded", job["error"]
+    assert_no_exception(tab)
+
+
 def test_a_deep_link_as_a_new_servers_first_request_gets_the_app_frame(tmp_path, chromium):
     from tests.browser import app_server
 

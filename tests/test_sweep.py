@@ -40,6 +40,8 @@ def test_four_segments_are_suggested_with_a_reason(sweep):
     assert result.manifest["suggested_k"] == 4
     assert result.manifest["suggestion"].startswith("k=4 has the best silhouette")
     assert list(result.table["k"]) == [2, 3, 4, 5, 6]
+    suggested = result.table.set_index("k").loc[4]
+    assert result.manifest["metrics"]["silhouette"] == suggested["silhouette"]  # job history
 
 
 def test_progress_says_which_k_are_ready_and_how_many_are_left(sweep):
@@ -142,3 +144,36 @@ def test_command_line_sweep(tmp_path):
     assert [row["k"] for row in manifest["sweep"]] == [2, 3, 4]
     assert f"suggested k={manifest['suggested_k']}" in done.stdout
     assert (out / "k=3" / "segments.csv").exists()
+
+
+def test_each_batch_of_k_can_be_opened_while_the_others_are_measured(spark, tmp_path):
+    path = tmp_path / "c.csv"
+    synthetic_csv(path, n=800, segments=3, seed=6)
+    out = tmp_path / "sweep"
+    seen = []
+
+    def look(stage: str, fraction: float, message: str) -> None:
+        if " ready (" in message:  # a batch is written; the sweep goes on
+            sweep = load_sweep(out)
+            opened = [load_results(sweep.folder(k)) for k in sweep.ks]
+            seen.append(
+                (
+                    sweep.ks,
+                    sweep.complete,
+                    sweep.suggested_k,
+                    [len(r.segments) for r in opened],
+                    list(sweep.table["k"]),
+                    sorted(set(sweep.splits["k"])),
+                    all(r.customers_ready for r in opened),
+                )
+            )
+
+    run_sweep(spark, str(path), SegmentationParams(k_range=(2, 6)), out, progress=look)
+    assert seen == [
+        ([2], False, None, [2], [2], [], False),
+        ([2, 3, 4], False, None, [2, 3, 4], [2, 3, 4], [2, 3], False),
+        ([2, 3, 4, 5, 6], False, None, [2, 3, 4, 5, 6], [2, 3, 4, 5, 6], [2, 3, 4, 5], False),
+    ]
+    final = load_sweep(out)
+    assert final.complete and final.suggested_k in final.ks
+    assert all(load_results(final.folder(k)).customers_ready for k in final.ks)
