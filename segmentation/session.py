@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,6 +241,7 @@ def build_session(settings: SparkSettings):
     }
     builder = SparkSession.builder
     if not submitted:
+        _launch_jvm({"spark.master": settings.master, **conf})
         builder = builder.master(settings.master)
         for key, value in conf.items():
             builder = builder.config(key, value)
@@ -264,6 +266,58 @@ def build_session(settings: SparkSettings):
                 spark.conf.set(key, value)
     spark.sparkContext.setLogLevel(settings.log_level)
     return spark
+
+
+KEPT_LOGS = 20
+
+
+def engine_home() -> Path:
+    """Where the engine keeps what it writes for itself (its logs): the workspace when
+    SEGMENTATION_HOME is set, else the user's cache folder, else the temporary folder."""
+    configured = os.environ.get("SEGMENTATION_HOME")
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    for folder in (
+        Path(configured) / "engine" if configured else None,
+        Path(cache) / "customer-segmentation",
+        Path(tempfile.gettempdir()) / f"customer-segmentation-{os.getuid()}",
+    ):
+        if folder is None:
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(folder, os.W_OK):
+            return folder
+    raise EngineError("No folder is writable for the Spark engine's log.")
+
+
+def new_engine_log() -> Path:
+    """A new log file for a JVM about to start; only the latest KEPT_LOGS are kept."""
+    logs = engine_home() / "logs"
+    logs.mkdir(exist_ok=True)
+    for old in sorted(logs.glob("spark-*.log"))[: -KEPT_LOGS + 1]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+    return logs / f"spark-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+
+
+def _launch_jvm(conf: Mapping[str, str]) -> None:
+    """Start Spark's JVM with everything it prints (Spark's warnings, the JVM's notes) going to
+    the engine log instead of the terminal or the app's console; the SparkSession built next
+    uses it. `conf` holds what the JVM needs at launch (memory, Java options)."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None:
+        return
+    log.info("Spark's log: %s", engine_log := new_engine_log())
+    with open(engine_log, "ab") as out:
+        gateway = launch_gateway(
+            SparkConf(loadDefaults=False).setAll(list(conf.items())),
+            popen_kwargs={"stdout": out, "stderr": subprocess.STDOUT},
+        )
+    SparkContext._ensure_initialized(gateway=gateway)
 
 
 def launched_by_spark_submit() -> bool:

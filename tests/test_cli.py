@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 from tests.helpers import ROOT, SAMPLE
 
 
-def cli(*args, timeout=300):
+def cli(*args, timeout=300, env=None):
     return subprocess.run(
         [sys.executable, "-m", "segmentation", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -33,6 +35,24 @@ def test_run_writes_results_and_prints_the_segments(tmp_path):
     for name in manifest["segments"]:
         assert name["name"] in done.stdout
     assert (out / "customers.csv").exists() and (out / "segments.csv").exists()
+
+
+def test_spark_and_the_jvm_write_to_the_engine_log_not_to_the_terminal(tmp_path):
+    home = tmp_path / "home"
+    done = cli(
+        "run",
+        str(SAMPLE),
+        "--k",
+        "3",
+        "--out",
+        str(tmp_path / "res"),
+        env={"SEGMENTATION_HOME": str(home), "SPARK_LOG_LEVEL": "INFO"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == ""
+    (log,) = (home / "engine" / "logs").glob("spark-*.log")
+    text = log.read_text()
+    assert " INFO SparkContext: " in text  # Spark's own log lines
 
 
 def test_invalid_input_exits_2_with_the_message_and_no_traceback(tmp_path):
