@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from segmentation import class_archive
 from segmentation.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -233,9 +234,14 @@ def build_session(settings: SparkSettings):
         # A lean JVM for an interactive app: the serial collector keeps the driver's memory near
         # its heap (G1 added hundreds of MB here); the code cache is not capped, since a long-lived
         # app compiles many query classes. And our log settings.
-        "spark.driver.extraJavaOptions": (
-            "-XX:+UseSerialGC -XX:-DontCompileHugeMethods "
-            f"-Dlog4j.configurationFile={Path(__file__).with_name('log4j2.properties').as_uri()}"
+        "spark.driver.extraJavaOptions": " ".join(
+            [
+                "-XX:+UseSerialGC",
+                # Queries over many segments generate methods too big for the JIT's default.
+                "-XX:-DontCompileHugeMethods",
+                "" if submitted else class_archive.java_options(java_home, engine_home()),
+                f"-Dlog4j.configurationFile={Path(__file__).with_name('log4j2.properties').as_uri()}",
+            ]
         ),
         **settings.extra_conf,
     }

@@ -10,6 +10,8 @@ import pytest
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("SPARK_MASTER", "local[2]")
+# No background process making a class archive beside the tests (test_session makes one).
+os.environ.setdefault("SPARK_CLASS_ARCHIVE", "off")
 
 BROWSER_MODULES = {"tests.test_browser", "tests.test_faults"}
 
