@@ -13,6 +13,7 @@ import gc
 import os
 import shutil
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -180,6 +181,106 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def tree_rss(process: psutil.Process) -> int:
+    """Resident memory of a process and all its children (a command line's JVM is one)."""
+    total = 0
+    for each in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):  # a child may end between listing and reading
+            total += each.memory_info().rss
+    return total
+
+
+@dataclass
+class Process:
+    """One whole process: wall seconds and the peak resident memory of it and its children."""
+
+    seconds: float
+    peak_mb: float
+    output: str
+
+
+def run_process(command: Sequence[str], env: dict[str, str] | None = None) -> Process:
+    """Run a command to its end, sampling its memory (and its children's) as it goes."""
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        list(command),
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    watched, peak = psutil.Process(child.pid), 0
+    while child.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            peak = max(peak, tree_rss(watched))
+        time.sleep(SAMPLE_EVERY)
+    seconds = time.perf_counter() - started
+    output = child.stdout.read() if child.stdout else ""
+    if child.returncode:
+        raise RuntimeError(f"{' '.join(command)} exited with {child.returncode}:\n{output[-2000:]}")
+    return Process(seconds, peak / MB, output)
+
+
+def wait_for_class_archive(timeout: float = 600) -> str:
+    """Wait while the background process makes Spark's class archive (the first engine on a
+    machine starts it); what the figures below are measured with."""
+    from segmentation.session import engine_home
+
+    folder = engine_home() / "class-archive"
+    deadline = time.monotonic() + timeout
+    while list(folder.glob("*.lock")) and time.monotonic() < deadline:
+        time.sleep(1)
+    return "with Spark's class archive" if list(folder.glob("*.jsa")) else "without a class archive"
+
+
+class StorageWatch:
+    """While a run goes on, the most of the cached table Spark keeps in memory and on disk, and
+    the most files it has spilled or cached to disk at once."""
+
+    def __init__(self, spark, local_dir: Path, interval: float = 0.1) -> None:
+        self._context = spark.sparkContext._jsc.sc()
+        self._dirs = [local_dir]  # Spark's spark.local.dir, where it spills and caches on disk
+        self.cached_mb = self.on_disk_mb = 0.0
+        self.spill_files = 0
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _look(self) -> None:
+        for info in self._context.getRDDStorageInfo():
+            self.cached_mb = max(self.cached_mb, info.memSize() / MB)
+            self.on_disk_mb = max(self.on_disk_mb, info.diskSize() / MB)
+        spilled = [
+            name
+            for folder in self._dirs
+            for _, _, names in os.walk(folder)
+            for name in names
+            if name.startswith(("rdd_", "temp_local_", "temp_shuffle_"))
+        ]
+        self.spill_files = max(self.spill_files, len(spilled))
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._interval):
+            with contextlib.suppress(Exception):  # the engine may be between jobs
+                self._look()
+
+    def __enter__(self) -> StorageWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def refused_caching(log: Path, since: int) -> int:
+    """How often Spark said it had no room to cache a block, in its log after byte `since`."""
+    with open(log, "rb") as fh:
+        fh.seek(since)
+        return fh.read().decode(errors="replace").count("Not enough space to cache")
+
+
 # Spark ----------------------------------------------------------------------------------------
 
 
@@ -222,19 +323,6 @@ class Run:
         )
 
 
-@dataclass
-class SizeResult:
-    """Every run of both engines on one input size."""
-
-    rows: int
-    spark: list[Run] = field(default_factory=list)
-    sklearn: list[Run] = field(default_factory=list)
-
-    def engines(self) -> list[tuple[str, list[Run]]]:
-        """(engine name, its runs) for the per-stage table."""
-        return [("spark", self.spark), ("sklearn", self.sklearn)]
-
-
 def spark_segmentation(spark, path: Path, k: int = SEGMENTS) -> Run:
     """One run of the real pipeline into a fresh directory that is deleted afterwards."""
     from segmentation.pipeline import run_segmentation
@@ -258,62 +346,6 @@ def spark_segmentation(spark, path: Path, k: int = SEGMENTS) -> Run:
 
 def number_or_nan(value) -> float:
     return float("nan") if value is None else float(value)
-
-
-# scikit-learn ---------------------------------------------------------------------------------
-
-
-def sklearn_prepare(path: Path, laps: Laps):
-    """The pipeline's preparation by pandas and scikit-learn: read, impute medians, cap at
-    1.5 IQR, standardize. Returns the capped values (real units) and the scaled array."""
-    import pandas as pd
-    from sklearn.preprocessing import StandardScaler
-
-    customers = pd.read_csv(path)
-    laps("loading")
-    values = customers[FEATURES].astype(float)
-    values = values.fillna(values.median())
-    q1, q3 = values.quantile(0.25), values.quantile(0.75)
-    iqr = q3 - q1
-    values = values.clip(lower=q1 - 1.5 * iqr, upper=q3 + 1.5 * iqr, axis=1)
-    laps("preprocessing")
-    scaled = StandardScaler().fit_transform(values.to_numpy())
-    laps("scaling")
-    return values, scaled
-
-
-def sklearn_kmeans(scaled, k: int):
-    """Each row's cluster from scikit-learn's KMeans with its defaults (k-means++, n_init='auto'),
-    as a competent user would call it."""
-    from sklearn.cluster import KMeans
-
-    return KMeans(n_clusters=k, random_state=SEED).fit_predict(scaled)
-
-
-def sklearn_silhouette(scaled, labels) -> float:
-    """Squared Euclidean silhouette over every row, like Spark's and ours, in O(n·k) with numpy:
-    the mean squared distance to cluster C is |x|² - 2 x·mean_C + mean_C(|y|²)."""
-    import numpy as np
-
-    clusters = np.unique(labels)
-    if len(clusters) < 2:
-        return float("nan")
-    squared = (scaled * scaled).sum(1)
-    sizes = np.array([(labels == c).sum() for c in clusters], dtype=float)
-    means = np.array([scaled[labels == c].mean(0) for c in clusters])
-    mean_sq = np.array([squared[labels == c].mean() for c in clusters])
-    to_cluster = squared[:, None] - 2 * scaled @ means.T + mean_sq[None]
-    own = np.searchsorted(clusters, labels)
-    rows = np.arange(len(labels))
-    size = sizes[own]
-    inside = to_cluster[rows, own] * size / np.maximum(size - 1, 1)
-    to_cluster[rows, own] = np.inf
-    nearest = to_cluster.min(1)
-    larger = np.maximum(inside, nearest)
-    score = np.where(
-        (size > 1) & (larger > 0), (nearest - inside) / np.where(larger > 0, larger, 1), 0
-    )
-    return float(score.mean())
 
 
 # Arguments and printing -----------------------------------------------------------------------

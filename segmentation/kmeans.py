@@ -19,25 +19,14 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from segmentation.sql import number, quoted
+
 SAMPLE_ROWS = 50_000  # customers the driver holds to fit centres
 STARTS = 4  # k-means++ starts per k on the sample; the lowest sample cost is kept
 
 
-def number(value: float | None) -> str:
-    """A double as Spark SQL text that reads back as the same double (NULL for None)."""
-    return "CAST(NULL AS DOUBLE)" if value is None else f"({float(value)!r}D)"
-
-
-def quoted(column: str) -> str:
-    """A column name as Spark SQL text."""
-    return "`" + column.replace("`", "``") + "`"
-
-
 def squared_distances(columns: Sequence[str], points: np.ndarray) -> list[str]:
-    """Per row, the squared Euclidean distance to each point, as Spark SQL text.
-
-    Expressions are written as SQL text: one call to the JVM parses a whole expression, where
-    building it from Column objects costs a call per operation (a second for a sweep's)."""
+    """Per row, the squared Euclidean distance to each point, as Spark SQL text."""
     return [
         " + ".join(
             f"({quoted(c)} - {number(p)}) * ({quoted(c)} - {number(p)})"

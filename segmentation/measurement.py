@@ -28,8 +28,9 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from segmentation.kmeans import cluster_of, number, quoted
+from segmentation.kmeans import cluster_of
 from segmentation.metrics import ClusterStats
+from segmentation.sql import number, quoted
 
 SKETCH_K = 8192  # KLL sketch size per group and feature: median rank error about 0.05%
 MISSING_VALUE = "(missing)"

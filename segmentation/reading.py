@@ -18,6 +18,7 @@ from pyspark.sql import types as T
 
 from segmentation.errors import InputError
 from segmentation.session import engine_failure
+from segmentation.sql import quoted, string
 
 SNIFF_BYTES = 256 * 1024
 MALFORMED = "__malformed_row"  # Spark's copy of a CSV row whose field count is not the header's
@@ -26,6 +27,9 @@ MAX_MAGNITUDE = (
 )
 # What a number can start with once spaces are trimmed (signs, currencies, quotes, white space).
 NUMBER_STARTS = tuple("0123456789+-.$€£¥%'\"’\u00a0\t\r\n\x0b\x0c")
+NOISE = r"[\s$€£¥%\u00a0'\"’]"  # characters a number may carry: spaces, currencies, quotes
+THOUSANDS = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"  # '1,550' or '1,550.00'
+NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 MISSING_TOKENS = ("", "na", "n/a", "nan", "null", "none", "-", "--", "?", "#n/a", "missing")
 _NOT_A_TABLE = {
     b"PK\x03\x04": "an Excel workbook or another zip archive",
@@ -371,23 +375,59 @@ def is_numeric_type(data_type: T.DataType) -> bool:
     return isinstance(data_type, T.NumericType)
 
 
+def _column_sql(df: DataFrame, column: str) -> tuple[str, T.DataType]:
+    return quoted(column), df.schema[column].dataType
+
+
+def missing_sql(df: DataFrame, column: str) -> str:
+    """SQL text of missing_expr."""
+    col, data_type = _column_sql(df, column)
+    if isinstance(data_type, (T.DoubleType, T.FloatType)):
+        return f"({col} IS NULL OR isnan({col}))"
+    if is_numeric_type(data_type):
+        return f"({col} IS NULL)"
+    text = f"trim(CAST({col} AS STRING))"
+    # Lower-casing copies the text: only values that can be a token pay for it.
+    starts = sorted(
+        {t[:1].lower() for t in MISSING_TOKENS} | {t[:1].upper() for t in MISSING_TOKENS}
+    )
+    longest = max(len(token) for token in MISSING_TOKENS)
+    return (
+        f"({col} IS NULL OR (length({text}) <= {longest} "
+        f"AND substring({text}, 1, 1) IN ({', '.join(map(string, starts))}) "
+        f"AND lower({text}) IN ({', '.join(map(string, MISSING_TOKENS))})))"
+    )
+
+
 def missing_expr(df: DataFrame, column: str) -> Column:
     """True where a value is missing: null, blank, NaN, or a token like 'N/A' or '-'."""
-    col = F.col(f"`{column}`")
-    data_type = df.schema[column].dataType
-    if isinstance(data_type, (T.DoubleType, T.FloatType)):
-        return col.isNull() | F.isnan(col)
+    return F.expr(missing_sql(df, column))
+
+
+def number_sql(df: DataFrame, column: str) -> str:
+    """SQL text of number_expr (one call to the JVM parses it, where Column objects cost one per
+    operation)."""
+    col, data_type = _column_sql(df, column)
     if is_numeric_type(data_type):
-        return col.isNull()
-    text = F.trim(col.cast("string"))
-    # Lower-casing copies the text: only values that can be a token pay for it.
-    starts = {token[:1].lower() for token in MISSING_TOKENS} | {
-        t[:1].upper() for t in MISSING_TOKENS
-    }
-    maybe = (F.length(text) <= max(len(token) for token in MISSING_TOKENS)) & F.substring(
-        text, 1, 1
-    ).isin(*starts)
-    return col.isNull() | (maybe & F.lower(text).isin(*MISSING_TOKENS))
+        value = f"CAST({col} AS DOUBLE)"
+    else:
+        # Plain numbers take the fast cast; only the rest pay for the regular expressions.
+        # Quotes go too: '42' and "42" are numbers typed as text, 1'550 a Swiss thousands mark.
+        trimmed = f"trim(CAST({col} AS STRING))"
+        stripped = f"regexp_replace({trimmed}, {string(NOISE)}, '')"
+        text = (
+            f"CASE WHEN {stripped} RLIKE {string(THOUSANDS)} "
+            f"THEN regexp_replace({stripped}, ',', '') ELSE {stripped} END"
+        )
+        parsed = (
+            f"coalesce(try_cast({col} AS DOUBLE), "
+            f"CASE WHEN {text} RLIKE {string(NUMBER)} THEN CAST({text} AS DOUBLE) END)"
+        )
+        # A failed cast costs Spark an exception (a microsecond and more): text that cannot
+        # start a number, such as ids, names and categories, is not tried at all.
+        starts = ", ".join(map(string, NUMBER_STARTS))
+        value = f"(CASE WHEN substring({trimmed}, 1, 1) IN ({starts}) THEN {parsed} END)"
+    return f"(CASE WHEN NOT isnan({value}) AND abs({value}) < {MAX_MAGNITUDE!r} THEN {value} END)"
 
 
 def number_expr(df: DataFrame, column: str) -> Column:
@@ -395,24 +435,7 @@ def number_expr(df: DataFrame, column: str) -> Column:
 
     Infinities and values beyond ±1e150 count as not a number: their squares overflow.
     """
-    col = F.col(f"`{column}`")
-    data_type = df.schema[column].dataType
-    if is_numeric_type(data_type):
-        value = col.cast("double")
-    else:
-        # Plain numbers take the fast cast; only the rest pay for the regular expressions.
-        # Quotes go too: '42' and "42" are numbers typed as text, 1'550 a Swiss thousands mark.
-        trimmed = F.trim(col.cast("string"))
-        text = F.regexp_replace(trimmed, r"[\s$€£¥%\u00a0'\"’]", "")
-        thousands = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"
-        text = F.when(text.rlike(thousands), F.regexp_replace(text, ",", "")).otherwise(text)
-        number = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-        parsed = F.coalesce(col.try_cast("double"), F.when(text.rlike(number), text.cast("double")))
-        # A failed cast costs Spark an exception (a microsecond and more): text that cannot
-        # start a number, such as ids, names and categories, is not tried at all.
-        value = F.when(F.substring(trimmed, 1, 1).isin(*NUMBER_STARTS), parsed)
-    usable = ~F.isnan(value) & (F.abs(value) < F.lit(MAX_MAGNITUDE))
-    return F.when(usable, value)
+    return F.expr(number_sql(df, column))
 
 
 def file_size(path: str) -> int | None:

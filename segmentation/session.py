@@ -37,6 +37,7 @@ SETTING_NAMES = (
 
 _lock = threading.Lock()
 _session = None
+_engine_log: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -315,15 +316,22 @@ def _launch_jvm(conf: Mapping[str, str]) -> None:
     from pyspark import SparkConf, SparkContext
     from pyspark.java_gateway import launch_gateway
 
+    global _engine_log
     if SparkContext._gateway is not None:
         return
-    log.info("Spark's log: %s", engine_log := new_engine_log())
-    with open(engine_log, "ab") as out:
+    _engine_log = new_engine_log()
+    log.info("Spark's log: %s", _engine_log)
+    with open(_engine_log, "ab") as out:
         gateway = launch_gateway(
             SparkConf(loadDefaults=False).setAll(list(conf.items())),
             popen_kwargs={"stdout": out, "stderr": subprocess.STDOUT},
         )
     SparkContext._ensure_initialized(gateway=gateway)
+
+
+def engine_log() -> Path | None:
+    """The log of the JVM this process launched last (None before it launched one)."""
+    return _engine_log
 
 
 def launched_by_spark_submit() -> bool:

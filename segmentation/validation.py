@@ -7,7 +7,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from segmentation.errors import InputError
@@ -17,11 +16,14 @@ from segmentation.reading import (
     RaggedRows,
     Table,
     missing_expr,
+    missing_sql,
     number_expr,
+    number_sql,
     ragged_aggregates,
     ragged_rows,
 )
 from segmentation.session import engine_failure
+from segmentation.sql import quoted
 
 ROLE_LABELS = {
     "customer_id": "CustomerID",
@@ -332,13 +334,14 @@ def _fmt(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:,.2f}"
 
 
-def quartiles_of(values: Column) -> Column:
-    """The first quartile, median and third quartile of a numeric column (null when it has no
-    values), from a KLL sketch: rank error about 0.05%, a third of percentile_approx's cost."""
-    sketch = F.kll_sketch_agg_double(values, SKETCH_K)
-    return F.when(
-        F.count(values) > 0,
-        F.kll_sketch_get_quantile_double(sketch, F.array(*[F.lit(q) for q in (0.25, 0.5, 0.75)])),
+def quartiles_of(values: str) -> str:
+    """SQL text of the first quartile, median and third quartile of a numeric column (null when
+    it has no values), from a KLL sketch: rank error about 0.05%, a third of percentile_approx's
+    cost."""
+    sketch = f"kll_sketch_agg_double({values}, {SKETCH_K})"
+    return (
+        f"CASE WHEN count({values}) > 0 THEN "
+        f"kll_sketch_get_quantile_double({sketch}, array(0.25D, 0.5D, 0.75D)) END"
     )
 
 
@@ -362,42 +365,40 @@ def validate(
 
     # Compute each column's missing flag and number once, then aggregate plain columns:
     # far cheaper to plan and compile than repeating the parsing expressions in every aggregate.
-    parsed = df.select(
+    # Written as SQL text: one call to the JVM per expression, not one per operation.
+    parsed = df.selectExpr(
         *[
             expr
             for i, column in enumerate(columns)
             for expr in (
-                missing_expr(df, column).alias(f"m{i}"),
-                (F.col(numbers[column]) if column in numbers else number_expr(df, column)).alias(
-                    f"v{i}"
-                ),
-                F.col(f"`{column}`").alias(f"r{i}"),
+                f"{missing_sql(df, column)} AS m{i}",
+                f"{quoted(numbers[column]) if column in numbers else number_sql(df, column)} AS v{i}",
+                f"{quoted(column)} AS r{i}",
             )
         ],
-        *[c for c in df.columns if c == MALFORMED],
+        *[quoted(c) for c in df.columns if c == MALFORMED],
     )
-    aggs = [F.count(F.lit(1)).alias("__rows"), *ragged_aggregates(table)]
+    aggs = ["count(1) AS __rows"]
     sketches = []
     for i, column in enumerate(columns):
-        missing, number = F.col(f"m{i}"), F.col(f"v{i}")
         aggs += [
-            F.sum(missing.cast("int")).alias(f"m{i}"),
-            F.sum((~missing & number.isNull()).cast("int")).alias(f"x{i}"),
-            F.sum((number < 0).cast("int")).alias(f"n{i}"),
-            F.min(number).alias(f"lo{i}"),
-            F.max(number).alias(f"hi{i}"),
+            f"sum(CAST(m{i} AS INT)) AS m{i}",
+            f"sum(CAST(NOT m{i} AND v{i} IS NULL AS INT)) AS x{i}",
+            f"sum(CAST(v{i} < 0 AS INT)) AS n{i}",
+            f"min(v{i}) AS lo{i}",
+            f"max(v{i}) AS hi{i}",
         ]
         if column in chosen:  # features need quartiles; min and max show a constant column
-            aggs.append(F.skewness(number).alias(f"s{i}"))
-            sketches.append(quartiles_of(number).alias(f"q{i}"))
+            aggs.append(f"skewness(v{i}) AS s{i}")
+            sketches.append(f"{quartiles_of(f'v{i}')} AS q{i}")
         else:  # other columns: how many distinct values, to find categories
-            sketches.append(F.approx_count_distinct(f"r{i}").alias(f"d{i}"))
+            sketches.append(f"approx_count_distinct(r{i}) AS d{i}")
     try:
         # Sums, minima and maxima compile to fast code, which sketches turn off for a whole
         # aggregation: two passes, and the second reads what the first one cached.
         stats = {
-            **parsed.agg(*aggs).collect()[0].asDict(),
-            **parsed.agg(*sketches).collect()[0].asDict(),
+            **parsed.agg(*map(F.expr, aggs), *ragged_aggregates(table)).collect()[0].asDict(),
+            **parsed.selectExpr(*sketches).collect()[0].asDict(),
         }
     except Exception as exc:
         if engine_failure(exc):  # not the file's fault: the job's error says what happened
