@@ -28,14 +28,15 @@ SEED = 42
 
 
 def prepare(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-    """The customers as read, their cleaned features and the standardized matrix."""
+    """The customers as read, their imputed features (what profiles describe) and the
+    standardized matrix of the capped features (what KMeans sees)."""
     customers = pd.read_csv(path)
     values = customers[FEATURES].astype(float)
     values = values.fillna(values.median())
     q1, q3 = values.quantile(0.25), values.quantile(0.75)
     iqr = q3 - q1
-    values = values.clip(lower=q1 - 1.5 * iqr, upper=q3 + 1.5 * iqr, axis=1)
-    return customers, values, StandardScaler().fit_transform(values.to_numpy())
+    capped = values.clip(lower=q1 - 1.5 * iqr, upper=q3 + 1.5 * iqr, axis=1)
+    return customers, values, StandardScaler().fit_transform(capped.to_numpy())
 
 
 def segments(scaled: np.ndarray, k: int) -> np.ndarray:

@@ -236,13 +236,13 @@ def wait_for_class_archive(timeout: float = 600) -> str:
 
 class StorageWatch:
     """While a run goes on, the most of the cached table Spark keeps in memory and on disk, and
-    the most files it has spilled or cached to disk at once."""
+    the most cached blocks it has written to disk at once."""
 
-    def __init__(self, spark, local_dir: Path, interval: float = 0.1) -> None:
+    def __init__(self, spark, local_dir: Path, interval: float = 0.5) -> None:
         self._context = spark.sparkContext._jsc.sc()
         self._dirs = [local_dir]  # Spark's spark.local.dir, where it spills and caches on disk
         self.cached_mb = self.on_disk_mb = 0.0
-        self.spill_files = 0
+        self.blocks_on_disk = 0
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -256,9 +256,9 @@ class StorageWatch:
             for folder in self._dirs
             for _, _, names in os.walk(folder)
             for name in names
-            if name.startswith(("rdd_", "temp_local_", "temp_shuffle_"))
+            if name.startswith("rdd_")
         ]
-        self.spill_files = max(self.spill_files, len(spilled))
+        self.blocks_on_disk = max(self.blocks_on_disk, len(spilled))
 
     def _watch(self) -> None:
         while not self._stop.wait(self._interval):
@@ -274,11 +274,16 @@ class StorageWatch:
         self._thread.join()
 
 
-def refused_caching(log: Path, since: int) -> int:
-    """How often Spark said it had no room to cache a block, in its log after byte `since`."""
+def spills(log: Path, since: int) -> int:
+    """How often Spark's log says it spilled to disk or had no room to cache a block, after byte
+    `since` (spills are logged at INFO by org.apache.spark.util.collection)."""
     with open(log, "rb") as fh:
         fh.seek(since)
-        return fh.read().decode(errors="replace").count("Not enough space to cache")
+        text = fh.read().decode(errors="replace")
+    return sum(
+        text.count(marker)
+        for marker in ("spilling", "Spilling", "Not enough space to cache", "to disk instead")
+    )
 
 
 # Spark ----------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Starts the app on a free port with a throw-away workspace (the same startup as the browser
 tests), uploads sample_data/sample_customers.csv, runs it and saves one full-page PNG per page
-at a 1366 px laptop width:
+at a 1366 px laptop width; then a sweep of k=2..10 over 100,000 synthetic customers, shown on
+Results while its later k are still being measured:
 
     python docs/take_screenshots.py [--out docs/screenshots]
 
@@ -12,6 +13,7 @@ Needs Debian's Chromium (`apt-get install chromium`); emoji in tables need fonts
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -21,9 +23,11 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
+from segmentation.synthetic import write_customers  # noqa: E402
 from tests.browser import (  # noqa: E402
     JOB_TIMEOUT_MS,
     SAMPLE_CUSTOMERS,
+    active_job,
     app_server,
     full_page_screenshot,
     launch_chromium,
@@ -35,6 +39,7 @@ from tests.browser import (  # noqa: E402
     upload,
     wait_for_done,
     wait_for_report,
+    wait_until_idle,
 )
 
 MAX_BYTES = 400_000
@@ -84,6 +89,22 @@ def take(out: Path) -> None:
         nav(page, "Home", "Customer Segmentation Dashboard")
         expect(page.get_by_test_id("stDataFrame")).to_be_visible()
         shot(page, out, "home.png")
+
+        # A sweep of 100,000 customers, opened while its later k are still being measured.
+        shop = Path(workspace) / "shop-100k.csv"
+        write_customers(shop, 100_000, seed=2)
+        nav(page, "Upload", "Upload customer data")
+        upload(page, shop)
+        wait_for_report(page)
+        page.get_by_text("Try several k and suggest one").click()
+        expect(page.get_by_text("Range of k")).to_be_visible()
+        wait_until_idle(page)
+        start_segmentation(page)
+        opener = active_job(page, shop.name).get_by_role("link", name="Open the measured k")
+        expect(opener).to_be_visible(timeout=JOB_TIMEOUT_MS)
+        opener.click()
+        expect(page.get_by_text(re.compile("still being measured"))).to_be_visible()
+        shot(page, out, "results-streaming.png")
         browser.close()
 
 

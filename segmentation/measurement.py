@@ -14,17 +14,19 @@ ten k as for one. Everything per (k, segment) is summed up again from those grou
   error about 0.05%), which merge exactly across groups; every other figure is exact.
 - `supplement`: customers of clusters a driver sample holds too few of, for the charts.
 
-Only DataFrame expressions run on the executors (no Python), so a cluster and Spark Connect
-compute the same figures.
+Labels are Spark SQL expressions (segmentation.kmeans.cluster_of), one definition for every pass
+and output. The per-row silhouette is a mapInArrow of vectorised numpy that carries no project
+code: a cluster's executors and a Spark Connect server need only PySpark's own numpy and pyarrow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -144,28 +146,18 @@ def profiles(
     labels = [label(k) for k in ks]
     features = list(value_columns)
     kept = [*labels, *[f"__v{i}" for i in range(len(features))]]
-    # Three projections, each reading the columns of the one before: the arrays of distances
-    # are computed once per row and k, and the generated code grows with k, not k².
-    rows = (
-        df.select(
-            *_labels(columns, centres),
-            *[F.col(v).alias(f"__v{i}") for i, v in enumerate(value_columns.values())],
-            *columns,
-        )
-        .select(
-            *kept,
-            *[_to_members(columns, stats[k], len(centres[k])).alias(f"__d{k}") for k in ks],
-        )
-        .select(
-            *kept,
-            *[
-                column.alias(f"__{name}{k}")
-                for k in ks
-                for name, column in zip(
-                    "sr", _silhouette_and_spread(stats[k], len(centres[k]), k), strict=True
-                )
-            ],
-        )
+    labelled = df.select(
+        *_labels(columns, centres),
+        *[F.col(v).cast("double").alias(f"__v{i}") for i, v in enumerate(value_columns.values())],
+        *[F.col(f"`{c}`").alias(f"__x{i}") for i, c in enumerate(columns)],
+    )
+    members = {k: _member_arrays(stats[k], len(centres[k]), len(columns)) for k in ks}
+    schema = [f"{c} INT" for c in labels] + [
+        f"{c} DOUBLE" for c in [*kept[len(labels) :], *[f"__{n}{k}" for k in ks for n in "sr"]]
+    ]
+    rows = labelled.mapInArrow(
+        _silhouettes_and_spreads(members, dict(zip(ks, labels, strict=True)), kept),
+        ", ".join(schema),
     )
     values = [F.col(f"__v{i}") for i in range(len(features))]
     groups = rows.groupBy(*labels).agg(
@@ -241,52 +233,68 @@ def profiles(
     return result
 
 
-def _to_members(columns: Sequence[str], stats: Sequence[ClusterStats], k: int) -> Column:
-    """Per row, the mean squared distance to the members of each cluster (null for a cluster
-    without members): |x|² - 2 x·mean + sumsq / n."""
-    squared = _squared_norm(columns)
-    by_id = {s.cluster: s for s in stats}
-
-    def distance(s: ClusterStats) -> str:
-        dot = " + ".join(f"{quoted(c)} * {number(m)}" for c, m in zip(columns, s.mean, strict=True))
-        return f"{squared} - 2 * ({dot}) + {number(s.sum_sq_norm / s.size)}"
-
-    return F.expr(
-        f"array({', '.join(distance(by_id[c]) if c in by_id else number(None) for c in range(k))})"
-    )
-
-
-def _per_cluster(stats: Sequence[ClusterStats], k: int, value) -> str:
-    """A literal array of `value(cluster stats)` by cluster id (NULL for one without members)."""
-    by_id = {s.cluster: s for s in stats}
-    return f"array({', '.join(number(value(by_id[c]) if c in by_id else None) for c in range(k))})"
+def _member_arrays(stats: Sequence[ClusterStats], k: int, dims: int) -> dict[str, np.ndarray]:
+    """Per cluster id of one k: its mean, its members' mean squared norm, n / (n - 1) and
+    sumsq / n - |mean|² (NaN for a cluster without members or, for n / (n - 1), alone)."""
+    arrays = {
+        "mean": np.zeros((k, dims)),
+        "norm": np.full(k, np.nan),
+        "shrink": np.full(k, np.nan),
+        "offset": np.full(k, np.nan),
+    }
+    for s in stats:
+        arrays["mean"][s.cluster] = s.mean
+        arrays["norm"][s.cluster] = s.sum_sq_norm / s.size
+        arrays["shrink"][s.cluster] = s.size / (s.size - 1) if s.size > 1 else np.nan
+        arrays["offset"][s.cluster] = s.sum_sq_norm / s.size - float(s.mean @ s.mean)
+    return arrays
 
 
-def _silhouette_and_spread(
-    stats: Sequence[ClusterStats], k: int, fitted_k: int
-) -> tuple[Column, Column]:
-    """Each customer's silhouette and distance to its cluster's mean, from its row's array of
-    distances to the members of each cluster (`__d<k>`) and its cluster id."""
-    to_members, position = f"`__d{fitted_k}`", f"(`{label(fitted_k)}` + 1)"
-    own = f"element_at({to_members}, {position})"
-    # Own cluster: its members other than the customer (n / (n - 1)); null when alone.
-    shrink = _per_cluster(stats, k, lambda s: s.size / (s.size - 1) if s.size > 1 else None)
-    inside = f"({own} * element_at({shrink}, {position}))"
-    # The nearest other cluster: the smallest distance, unless that is the own cluster's
-    # alone, then the smallest of the rest.
-    smallest = f"array_min({to_members})"
-    rest = f"array_remove({to_members}, {smallest})"
-    nearest = (
-        f"(CASE WHEN {own} > {smallest} THEN {smallest} "
-        f"WHEN size({to_members}) - size({rest}) > 1 THEN {smallest} "
-        f"ELSE array_min({rest}) END)"
-    )
-    larger = f"greatest({nearest}, {inside})"
-    score = f"coalesce(CASE WHEN {larger} > 0 THEN ({nearest} - {inside}) / {larger} END, 0D)"
-    # |x - mean|² = to_members - (sumsq / n - |mean|²)
-    offset = _per_cluster(stats, k, lambda s: s.sum_sq_norm / s.size - float(s.mean @ s.mean))
-    spread = f"sqrt(greatest({own} - element_at({offset}, {position}), 0D))"
-    return F.expr(score), F.expr(spread)
+def _silhouettes_and_spreads(
+    members: Mapping[int, dict[str, np.ndarray]], labels: Mapping[int, str], kept: Sequence[str]
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The function of a mapInArrow over rows of `__x<i>` (standardized features) and each k's
+    cluster id (`labels`) that returns the `kept` columns and, per k, each row's
+    squared-Euclidean silhouette (`__s<k>`) and distance to its cluster's mean (`__r<k>`).
+
+    Vectorised numpy over Arrow batches: per row and k it is a few dozen operations, which
+    Spark's generated code ran tens of times slower (arrays of boxed numbers, and methods too
+    big for the JIT). Self-contained (numpy and pyarrow only), so executors need no project
+    code. The mean squared distance of x to the members of C is |x|² - 2 x·mean_C + sumsq_C /
+    n_C; the nearest other cluster is the smallest of those over the clusters other than the
+    row's own that have members. A customer alone in its cluster, or in the only cluster with
+    members, scores 0.
+    """
+
+    def compute(batches):
+        import numpy as np
+        import pyarrow as pa
+
+        for batch in batches:
+            dims = sum(1 for name in batch.schema.names if name.startswith("__x"))
+            x = np.column_stack(
+                [batch.column(f"__x{i}").to_numpy(zero_copy_only=False) for i in range(dims)]
+            )
+            squared = np.einsum("ij,ij->i", x, x)
+            rows = np.arange(len(x))
+            out = {name: batch.column(name) for name in kept}
+            for k, m in members.items():
+                own_id = batch.column(labels[k]).to_numpy(zero_copy_only=False)
+                to_members = squared[:, None] - 2 * (x @ m["mean"].T) + m["norm"]
+                own = to_members[rows, own_id]
+                inside = own * m["shrink"][own_id]
+                others = np.where(np.isnan(to_members), np.inf, to_members)
+                others[rows, own_id] = np.inf
+                nearest = others.min(axis=1)
+                larger = np.fmax(nearest, inside)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    score = (nearest - inside) / larger
+                valid = np.isfinite(nearest) & ~np.isnan(inside) & (larger > 0)
+                out[f"__s{k}"] = pa.array(np.where(valid, score, 0.0))
+                out[f"__r{k}"] = pa.array(np.sqrt(np.maximum(own - m["offset"][own_id], 0.0)))
+            yield pa.RecordBatch.from_pydict(out)
+
+    return compute
 
 
 def supplement(
