@@ -171,20 +171,23 @@ def _prepare(table: Table, report: ValidationReport, params: SegmentationParams)
             F.col(parsed) if parsed in df.columns else number_expr(df, column),
             F.lit(float(p.median)),
         )
+        # The value in real units (after imputation) is what profiles and charts describe;
+        # capping and the log transform only shape what the model sees.
+        select.append(value.alias(f"__v{i}"))
+        value_cols.append(f"__v{i}")
+        model_value = None
         iqr = p.q3 - p.q1
         low, high = p.q1 - 1.5 * iqr, p.q3 + 1.5 * iqr
         if params.outliers != "none" and iqr > 0:
             fences[column] = (low, high)
             outlier_flags.append((column, (value < low) | (value > high)))
             if params.outliers == "cap":
-                value = F.least(F.greatest(value, F.lit(low)), F.lit(high))
+                model_value = F.least(F.greatest(F.col(f"__v{i}"), F.lit(low)), F.lit(high))
         elif params.outliers != "none":
             notes.append(f"'{column}': most values are equal, so no outliers were treated.")
-        select.append(value.alias(f"__v{i}"))
-        value_cols.append(f"__v{i}")
-        model_value = (
-            F.log1p(F.greatest(F.col(f"__v{i}"), F.lit(0.0))) if column in logged else None
-        )
+        if column in logged:
+            seen = F.col(f"__v{i}") if model_value is None else model_value
+            model_value = F.log1p(F.greatest(seen, F.lit(0.0)))
         model_cols.append((f"__x{i}", model_value))
     for j, (_, flag) in enumerate(outlier_flags):
         select.append(flag.alias(f"__o{j}"))
@@ -240,7 +243,8 @@ class PreparedData:
 
     @property
     def value_columns(self) -> dict[str, str]:
-        """Each feature and the column holding it in real units (after the repairs)."""
+        """Each feature and the column holding it in real units: imputed, never capped or
+        transformed, so that profiles describe the customers themselves."""
         return dict(zip(self.report.features, self.value_cols, strict=True))
 
     def release(self) -> None:

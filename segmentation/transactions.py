@@ -20,8 +20,9 @@ from pyspark.sql import types as T
 from segmentation.errors import InputError
 from segmentation.reading import Table, missing_expr, number_expr, read_table
 from segmentation.session import unpersist
-from segmentation.validation import CUSTOMER_ID_ALIASES, detect_mapping, match_roles
+from segmentation.validation import CUSTOMER_ID_ALIASES, detect_mapping, match_roles, normalise
 
+AMOUNT_ENDINGS = ("amount", "value", "total", "revenue", "sales")
 ROLE_LABELS = {
     "customer_id": "customer id",
     "order_id": "order id",
@@ -241,8 +242,22 @@ def _iso(day: date | None) -> str:
 def detect_roles(
     columns: Sequence[str], overrides: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """Which column of an order log plays which role, from aliases; the analyst's overrides win."""
-    return match_roles(columns, ALIASES, ROLE_LABELS, overrides, kind="an order-log")
+    """Which column of an order log plays which role, from aliases; the analyst's overrides win.
+
+    Without an exact alias, a column whose name ends in an amount word ('dollar_value',
+    'order_total', 'net_sales') is the line amount.
+    """
+    roles = match_roles(columns, ALIASES, ROLE_LABELS, overrides, kind="an order-log")
+    if "amount" not in roles and not {"quantity", "unit_price"} <= roles.keys():
+        taken = set(roles.values())
+        found = [
+            c
+            for c in columns
+            if c not in taken and normalise(c).endswith(AMOUNT_ENDINGS) and "price" not in c.lower()
+        ]
+        if len(found) == 1:
+            roles["amount"] = found[0]
+    return roles
 
 
 def _is_order_log(roles: Mapping[str, str]) -> bool:
@@ -485,7 +500,9 @@ def _order_lines(
         usable.alias("usable"),
         (usable & is_return).alias("is_return"),
         (usable & cancelled).alias("cancelled"),
-        (usable & ~is_return & (F.col("amount") > 0)).alias("purchase"),
+        # A line is a return or cancellation only when it says so: a free or fully discounted
+        # item (amount 0) is a purchase with no spend.
+        (usable & ~is_return).alias("purchase"),
     )
 
 

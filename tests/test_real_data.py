@@ -1,0 +1,97 @@
+"""A real public order log through the command line: CDNOW, 69,659 order lines of 23,570
+customers (CD purchases, 1997-1998), as shipped inside the `lifetimes` package.
+
+It has what every shop's log has and our generator smooths over: heavy-tailed spend and order
+counts, and 80 free items (amount 0), which are purchases, not returns.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.test_cli import cli
+
+
+def cdnow_master() -> Path:
+    """The log's file inside the installed `lifetimes` package (found without importing it)."""
+    spec = importlib.util.find_spec("lifetimes")
+    assert spec is not None and spec.origin, "requirements-dev.txt installs lifetimes"
+    return Path(spec.origin).parent / "datasets" / "CDNOW_master.txt"
+
+
+@pytest.fixture(scope="module")
+def cdnow(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    """The log as the CSV a shop would export (its own column names, dates as 19970101), and
+    its order lines as pandas reads them."""
+    lines = pd.read_csv(
+        cdnow_master(), sep=r"\s+", dtype={"customer_id": str, "date": str}, engine="python"
+    )
+    path = tmp_path_factory.mktemp("cdnow") / "cdnow_orders.csv"
+    lines.to_csv(path, index=False)
+    return path, lines
+
+
+def expected_customers(lines: pd.DataFrame) -> pd.DataFrame:
+    """Recency, Frequency and Spend by an independent pandas computation: without order ids an
+    order is a customer's day; the reference date is the day after the last order."""
+    day = pd.to_datetime(lines["date"], format="%Y%m%d")
+    reference = day.max() + pd.Timedelta(days=1)
+    grouped = lines.assign(day=day).groupby("customer_id")
+    return pd.DataFrame(
+        {
+            "Recency": (reference - grouped["day"].max()).dt.days,
+            "Frequency": grouped["day"].nunique(),
+            "Spend": grouped["dollar_value"].sum().round(2),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def cdnow_run(cdnow, tmp_path_factory):
+    """The command line's run of the log with its defaults (k = 4) and what it printed."""
+    out = tmp_path_factory.mktemp("cdnow-run") / "res"
+    done = cli("run", str(cdnow[0]), "--k", "4", "--out", str(out), timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out, done
+
+
+def test_every_customer_of_a_real_log_has_the_figures_pandas_computes(cdnow, cdnow_run):
+    _, lines = cdnow
+    out, done = cdnow_run
+    assert len(lines) == 69_659 and (lines["dollar_value"] == 0).sum() == 80
+
+    origin = json.loads((out / "manifest.json").read_text())["transactions"]
+    # No line of this log is a return: a free item is a purchase with no spend.
+    assert origin["return_lines"] == 0
+    assert origin["returns_only_customers"] == 0
+    assert "returned" not in done.stdout
+    assert origin["customers"] == lines["customer_id"].nunique() == 23_570
+    found = pd.read_csv(out / "customers.csv", dtype={"CustomerID": str}).set_index("CustomerID")
+    expected = expected_customers(lines)
+    assert sorted(found.index) == sorted(expected.index)
+    found = found.loc[expected.index]
+    for column in ("Recency", "Frequency"):
+        wrong = found[column] != expected[column]
+        assert not wrong.any(), pd.concat(
+            [found.loc[wrong, column], expected[wrong][column]], axis=1
+        )
+    assert (found["Spend"] - expected["Spend"]).abs().max() < 0.005
+
+
+def test_profiles_describe_the_members_real_values_not_the_capped_ones(cdnow_run):
+    out, _ = cdnow_run
+    customers = pd.read_csv(out / "customers.csv")
+    profiles = pd.read_csv(out / "segments.csv").set_index("segment")
+    fences = json.loads((out / "manifest.json").read_text())["model"]["features"]
+    for feature in ("Spend", "Frequency"):
+        top = customers.loc[customers["segment"] == 1, feature]
+        assert profiles.loc[1, f"{feature}_max"] == pytest.approx(top.max(), abs=0.005)
+        assert profiles.loc[1, f"{feature}_min"] == pytest.approx(top.min(), abs=0.005)
+        assert profiles.loc[1, f"{feature}_mean"] == pytest.approx(top.mean(), rel=1e-9)
+        # The model saw capped values: the real top lies far above the upper fence.
+        assert top.max() > 3 * fences[feature]["fences"][1]
