@@ -56,8 +56,14 @@ with st.expander("Rename segments"), st.form("names"):
         st.rerun()
 
 st.subheader("Profiles")
-st.caption("Feature values after cleaning (missing values filled, outliers treated), per segment.")
+st.caption("Feature values per segment in real units (missing values filled).")
 st.dataframe(results.profile_table(), hide_index=True)
+with st.expander("What the model saw"):
+    st.caption(
+        "Each segment's centre as z-scores of the model's inputs: after outlier capping and log "
+        "transforms, standardized. These shape the segments; the profiles above describe them."
+    )
+    st.dataframe(results.model_table(), hide_index=True)
 
 st.subheader("Downloads")
 left, middle, right = st.columns(3)

@@ -245,6 +245,14 @@ class Results:
                 table[f"top {column[:-4]}"] = self.segments[column]
         return table
 
+    def model_table(self) -> pd.DataFrame:
+        """What KMeans saw of each segment: its centre per feature as a z-score of the model's
+        inputs (after capping and log transforms, standardized)."""
+        table = self.segments[["segment", "name"]].copy()
+        for feature in self.features:
+            table[f"{feature} z"] = self.segments[f"{feature}_z"].round(2)
+        return table
+
     @property
     def customers_ready(self) -> bool:
         """Whether the customer file exists yet (a sweep writes it once every k is measured)."""

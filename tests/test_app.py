@@ -91,6 +91,9 @@ def test_sample_flow_runs_a_real_job_through_spark_to_results():
     for name in results.segments["name"]:
         assert name in page_text.replace("\\", "")
     assert len(at.get("download_button")) == 3
+    # Profiles in real units, and apart from them, labelled, the centres the model saw.
+    (seen,) = [e for e in at.expander if e.label == "What the model saw"]
+    assert seen.dataframe[0].value.equals(results.model_table())
 
     at.switch_page("pages/visualization.py").run()
     assert not at.exception

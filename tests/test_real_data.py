@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from segmentation.results import load_results
 from tests.test_cli import cli
 
 
@@ -95,3 +96,16 @@ def test_profiles_describe_the_members_real_values_not_the_capped_ones(cdnow_run
         assert profiles.loc[1, f"{feature}_mean"] == pytest.approx(top.mean(), rel=1e-9)
         # The model saw capped values: the real top lies far above the upper fence.
         assert top.max() > 3 * fences[feature]["fences"][1]
+
+
+def test_what_the_model_saw_is_the_capped_centre_shown_apart(cdnow_run):
+    out, _ = cdnow_run
+    results = load_results(out)
+    model = json.loads((out / "manifest.json").read_text())["model"]["features"]["Spend"]
+    seen = results.model_table().set_index("segment")
+    profiles = results.profile_table().set_index("segment")
+    assert list(seen.columns) == ["name", *[f"{f} z" for f in results.features]]
+    # The model's top centre lies within the cap (in z-scores); the profile shows real spend.
+    cap_z = (model["fences"][1] - model["mean"]) / model["std"]
+    assert seen.loc[1, "Spend z"] <= cap_z + 0.005
+    assert profiles.loc[1, "Spend max"] > model["fences"][1]
