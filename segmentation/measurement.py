@@ -156,7 +156,7 @@ def profiles(
         f"{c} DOUBLE" for c in [*kept[len(labels) :], *[f"__{n}{k}" for k in ks for n in "sr"]]
     ]
     rows = labelled.mapInArrow(
-        _silhouettes_and_spreads(members, dict(zip(ks, labels, strict=True)), kept),
+        _silhouettes_and_spreads(members, dict(zip(ks, labels, strict=True)), kept, len(columns)),
         ", ".join(schema),
     )
     values = [F.col(f"__v{i}") for i in range(len(features))]
@@ -251,9 +251,12 @@ def _member_arrays(stats: Sequence[ClusterStats], k: int, dims: int) -> dict[str
 
 
 def _silhouettes_and_spreads(
-    members: Mapping[int, dict[str, np.ndarray]], labels: Mapping[int, str], kept: Sequence[str]
+    members: Mapping[int, dict[str, np.ndarray]],
+    labels: Mapping[int, str],
+    kept: Sequence[str],
+    dims: int,
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """The function of a mapInArrow over rows of `__x<i>` (standardized features) and each k's
+    """The function of a mapInArrow over rows of `dims` standardized features (`__x<i>`) and each k's
     cluster id (`labels`) that returns the `kept` columns and, per k, each row's
     squared-Euclidean silhouette (`__s<k>`) and distance to its cluster's mean (`__r<k>`).
 
@@ -271,7 +274,6 @@ def _silhouettes_and_spreads(
         import pyarrow as pa
 
         for batch in batches:
-            dims = sum(1 for name in batch.schema.names if name.startswith("__x"))
             x = np.column_stack(
                 [batch.column(f"__x{i}").to_numpy(zero_copy_only=False) for i in range(dims)]
             )

@@ -250,11 +250,7 @@ def detect_roles(
     roles = match_roles(columns, ALIASES, ROLE_LABELS, overrides, kind="an order-log")
     if "amount" not in roles and not {"quantity", "unit_price"} <= roles.keys():
         taken = set(roles.values())
-        found = [
-            c
-            for c in columns
-            if c not in taken and normalise(c).endswith(AMOUNT_ENDINGS) and "price" not in c.lower()
-        ]
+        found = [c for c in columns if c not in taken and normalise(c).endswith(AMOUNT_ENDINGS)]
         if len(found) == 1:
             roles["amount"] = found[0]
     return roles
