@@ -10,7 +10,9 @@ from segmentation.preparation import (
     MAX_K,
     MIN_K,
     OUTLIER_POLICIES,
+    SKEWED,
     SegmentationParams,
+    skewed_features,
 )
 from segmentation.transactions import INPUT_KINDS, origin_messages
 from segmentation.validation import DEFAULT_FEATURE_ROLES, ROLE_LABELS
@@ -26,7 +28,8 @@ DATE_LABELS = {
     "month-first": "Month first (03/01/2024)",
 }
 OUTLIER_HELP = {
-    "cap": "Cap at the IQR fences (Q1 − 1.5·IQR, Q3 + 1.5·IQR): keeps every customer",
+    "cap": "Cap at the IQR fences (Q1 − 1.5·IQR, Q3 + 1.5·IQR): keeps every customer; "
+    "log-transformed features are not capped",
     "remove": "Drop customers outside the fences",
     "none": "Leave values as they are",
 }
@@ -162,13 +165,13 @@ with st.container(border=True):
         value=42,
         help="Same data, seed and k give the same segments.",
     )
-    skewed = [f for f in features if (base.profiles[f].skewness or 0) > 2]
     log_features = st.multiselect(
-        "Log-transform (for skewed money columns)",
+        "Log-transform (the model sees log(1 + value))",
         features,
-        default=[],
-        help="Suggested: "
-        + (", ".join(skewed) or "none of the chosen features is strongly skewed"),
+        default=skewed_features(base.profiles, features),
+        help=f"Chosen for you: features with skewness above {SKEWED:g} and no negative values, "
+        "such as spend and order counts. The log keeps the best customers apart where capping "
+        "would give them one value; profiles always show real values.",
     )
 
 try:

@@ -22,6 +22,13 @@ def _csv_list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
+def _log_list(text: str) -> tuple[str, ...] | None:
+    """`auto` (None: the skewed features), `none` (no feature) or a comma-separated list."""
+    if text.strip().lower() == "auto":
+        return None
+    return () if text.strip().lower() == "none" else _csv_list(text)
+
+
 def _k_range(text: str) -> tuple[int, int]:
     low, sep, high = text.partition("-")
     if not sep or not low.strip().isdigit() or not high.strip().isdigit():
@@ -81,10 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--log",
-        type=_csv_list,
-        default=(),
+        type=_log_list,
+        default=None,
         metavar="COLUMNS",
-        help="comma-separated skewed columns to log-transform, e.g. Spend",
+        help="columns the model sees as log(1 + x): comma-separated, 'none', or 'auto' (default: "
+        "every feature with skewness above 1 and no negative values, which is not capped)",
     )
     run.add_argument(
         "--map",

@@ -8,11 +8,12 @@ it also fills the cache, and every later step works on the cached, prepared tabl
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
+import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -20,7 +21,7 @@ from segmentation.errors import InputError
 from segmentation.reading import Table, number_expr
 from segmentation.session import unpersist
 from segmentation.transactions import TRANSACTION_FEATURES, load_customer_table, origin_messages
-from segmentation.validation import ValidationReport, feature_columns, validate
+from segmentation.validation import ColumnProfile, ValidationReport, feature_columns, validate
 
 ProgressCallback = Callable[[str, float, str], None]
 
@@ -37,6 +38,9 @@ STAGES = (
 )
 _WEIGHTS = dict(zip(STAGES, (0.03, 0.17, 0.15, 0.02, 0.05, 0.25, 0.13, 0.08, 0.12), strict=True))
 OUTLIER_POLICIES = ("cap", "remove", "none")
+# Skewness above 1 is the usual mark of a highly skewed feature; spend and order counts of
+# real shops lie far above it (a public CD shop's log: 17.7 and 10.5).
+SKEWED = 1.0
 MIN_K, MAX_K = 2, 30
 MAX_FEATURES = 50
 
@@ -50,7 +54,7 @@ class SegmentationParams:
     seed: int = 42
     max_iter: int = 40
     outliers: str = "cap"
-    log_features: tuple[str, ...] = ()
+    log_features: tuple[str, ...] | None = None  # None: every skewed, non-negative feature
     column_mapping: Mapping[str, str] = field(default_factory=dict)
     k_range: tuple[int, int] | None = None  # sweep every k in this range instead of one k
     stability_seeds: int = 0  # extra seeds per k in a sweep, to see which k gives stable segments
@@ -87,7 +91,8 @@ class SegmentationParams:
         if not 0 <= self.stability_seeds <= 10:
             raise InputError("The stability check takes 0 to 10 extra seeds per k.")
         object.__setattr__(self, "features", tuple(self.features) if self.features else None)
-        object.__setattr__(self, "log_features", tuple(self.log_features))
+        if self.log_features is not None:
+            object.__setattr__(self, "log_features", tuple(self.log_features))
         object.__setattr__(self, "column_mapping", dict(self.column_mapping))
         object.__setattr__(self, "transaction_roles", dict(self.transaction_roles))
         if self.reference_date:
@@ -102,7 +107,7 @@ class SegmentationParams:
         """JSON-ready form for the manifest and the job store."""
         data = asdict(self)
         data["features"] = list(self.features) if self.features else None
-        data["log_features"] = list(self.log_features)
+        data["log_features"] = None if self.log_features is None else list(self.log_features)
         data["k_range"] = list(self.k_range) if self.k_range else None
         return data
 
@@ -149,20 +154,69 @@ def _quoted(column: str) -> Column:
     return F.col(f"`{column}`")
 
 
+def skewed_features(profiles: Mapping[str, ColumnProfile], features: Sequence[str]) -> list[str]:
+    """The features a run log-transforms unless told otherwise: strongly skewed (skewness above
+    `SKEWED`) and never negative, like spend and order counts. Capping such a feature at the
+    IQR fence gives its best customers one value; log(1 + x) keeps them apart."""
+    return [
+        f
+        for f in features
+        if (profiles[f].skewness or 0) > SKEWED and (profiles[f].minimum or 0) >= 0
+    ]
+
+
+def _logged(report: ValidationReport, params: SegmentationParams) -> tuple[list[str], list[str]]:
+    """The features the model sees as log(1 + x), and what the analyst is told about them."""
+    if params.log_features is None:
+        logged = skewed_features(report.profiles, report.features)
+    else:
+        wanted = {name.lower() for name in params.log_features}
+        logged = [c for c in report.features if c.lower() in wanted]
+        if params.log_features and not logged:
+            return [], ["No chosen feature matched the columns to log-transform."]
+    if not logged:
+        return [], []
+    skews = [
+        f"{c} (skewness {report.profiles[c].skewness:.1f})"
+        if report.profiles[c].skewness is not None
+        else c
+        for c in logged
+    ]
+    note = (
+        f"The model sees log(1 + value) of {' and '.join(skews)}, so customers at the top of "
+        "these features stay apart instead of sharing one capped value; they are not capped."
+    )
+    if params.log_features is None:
+        note += (
+            f" Chosen automatically (skewness above {SKEWED:g}, no negative values); "
+            "choose the features to log-transform to change it."
+        )
+    return logged, [note]
+
+
+def _fences(p: ColumnProfile, logged: bool) -> tuple[float, float, bool]:
+    """IQR fences in real units, judged on the scale the model sees (log(1 + x) for a logged
+    feature; the transform is monotone, so its quartiles are the quartiles' logs), and whether
+    there is any spread to judge by."""
+    q1, q3 = (float(np.log1p(max(q, 0.0))) if logged else q for q in (p.q1, p.q3))
+    iqr = q3 - q1
+    low, high = q1 - 1.5 * iqr, q3 + 1.5 * iqr
+    if logged:
+        low, high = float(np.expm1(low)), float(np.expm1(high))
+    return low, high, iqr > 0
+
+
 def _prepare(table: Table, report: ValidationReport, params: SegmentationParams):
     """Impute medians, treat outliers, log-transform: the expressions, not yet run.
 
     Feature values come parsed from the cached table (`__n<column>`), so no text is parsed twice.
+    A log-transformed feature is not capped: the log already pulls its tail in, and capping
+    would again make its top customers identical. Removal judges it on the log scale.
     """
     df = table.df
-    value_cols, model_cols, outlier_flags, notes = [], [], [], []
+    value_cols, model_cols, outlier_flags = [], [], []
     fences: dict[str, tuple[float, float]] = {}
-    logged = {
-        c
-        for c in report.features
-        if c in params.log_features
-        or any(c.lower() == name.lower() for name in params.log_features)
-    }
+    logged, notes = _logged(report, params)
     select = [_quoted(c) for c in table.columns]
     for i, column in enumerate(report.features):
         p = report.profiles[column]
@@ -176,18 +230,17 @@ def _prepare(table: Table, report: ValidationReport, params: SegmentationParams)
         select.append(value.alias(f"__v{i}"))
         value_cols.append(f"__v{i}")
         model_value = None
-        iqr = p.q3 - p.q1
-        low, high = p.q1 - 1.5 * iqr, p.q3 + 1.5 * iqr
-        if params.outliers != "none" and iqr > 0:
+        low, high, spread = _fences(p, column in logged)
+        treated = params.outliers == "remove" or (params.outliers == "cap" and column not in logged)
+        if treated and spread:
             fences[column] = (low, high)
             outlier_flags.append((column, (value < low) | (value > high)))
             if params.outliers == "cap":
                 model_value = F.least(F.greatest(F.col(f"__v{i}"), F.lit(low)), F.lit(high))
-        elif params.outliers != "none":
+        elif treated:
             notes.append(f"'{column}': most values are equal, so no outliers were treated.")
         if column in logged:
-            seen = F.col(f"__v{i}") if model_value is None else model_value
-            model_value = F.log1p(F.greatest(seen, F.lit(0.0)))
+            model_value = F.log1p(F.greatest(F.col(f"__v{i}"), F.lit(0.0)))
         model_cols.append((f"__x{i}", model_value))
     for j, (_, flag) in enumerate(outlier_flags):
         select.append(flag.alias(f"__o{j}"))
@@ -206,9 +259,7 @@ def _prepare(table: Table, report: ValidationReport, params: SegmentationParams)
         else:
             prepared = prepared.withColumn(name, expr)
             inputs.append(name)
-    if params.log_features and not logged:
-        notes.append("No chosen feature matched the columns to log-transform.")
-    return prepared, value_cols, inputs, fences, sorted(logged), notes
+    return prepared, value_cols, inputs, fences, logged, notes
 
 
 def _standardized(column: str, counts, i: int) -> Column:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -180,17 +181,25 @@ def test_large_input_chart_sample_is_capped(spark, tmp_path):
     assert np.allclose(shares.to_numpy(), expected.to_numpy(), atol=0.05)
 
 
-@pytest.mark.parametrize("policy", ["cap", "remove", "none"])
-def test_outlier_policies(spark, tmp_path, policy):
+def whale(tmp_path: Path) -> Path:
+    """59 even customers and a whale whose spend is 10,000 times theirs."""
     rows = [
         {"Age": 30 + i % 20, "Spend": 100 + i, "Recency": i % 30, "Frequency": 1 + i % 5}
         for i in range(60)
     ]
-    rows[0]["Spend"] = 1_000_000  # one whale
+    rows[0]["Spend"] = 1_000_000
     path = tmp_path / "whale.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("policy", ["cap", "remove", "none"])
+def test_outlier_policies(spark, tmp_path, policy):
     result = run_segmentation(
-        spark, str(path), SegmentationParams(k=2, outliers=policy), tmp_path / "o"
+        spark,
+        str(whale(tmp_path)),
+        SegmentationParams(k=2, outliers=policy, log_features=()),
+        tmp_path / "o",
     )
     repairs = result.manifest["repairs"]
     cleaned = pd.read_parquet(result.out_dir / "chart_sample.parquet")  # every customer here
@@ -207,6 +216,33 @@ def test_outlier_policies(spark, tmp_path, policy):
         assert cleaned["Spend"].max() < 1_000
     else:
         assert repairs["outliers"] == {} and cleaned["Spend"].max() == 1_000_000
+
+
+def test_a_skewed_feature_is_logged_by_default_and_its_top_kept_apart(spark, tmp_path):
+    result = run_segmentation(spark, str(whale(tmp_path)), SegmentationParams(k=2), tmp_path / "o")
+    repairs, model = result.manifest["repairs"], result.manifest["model"]["features"]
+
+    assert result.manifest["params"]["log_features"] is None  # the automatic choice
+    assert repairs["log_transformed"] == ["Spend"]  # Age, Recency, Frequency are even
+    assert model["Spend"]["log"] and model["Spend"]["fences"] is None
+    assert "Spend" not in repairs["outliers"] and result.manifest["rows_out"] == 60
+    assert any("log(1 + value) of Spend (skewness" in n for n in repairs["notes"])
+    assert any("Chosen automatically" in n for n in repairs["notes"])
+    # The model saw every spend apart: the whale is not one value with the next customers.
+    scaled, _ = model_inputs(result)
+    spend = scaled[:, result.manifest["features"].index("Spend")]
+    assert len(np.unique(spend.round(9))) == 60
+
+
+def test_removal_judges_a_logged_feature_on_the_log_scale(spark, tmp_path):
+    result = run_segmentation(
+        spark, str(whale(tmp_path)), SegmentationParams(k=2, outliers="remove"), tmp_path / "o"
+    )
+    fences = result.manifest["model"]["features"]["Spend"]["fences"]
+
+    assert result.manifest["repairs"]["rows_removed"] == 1  # the whale, no one else
+    # Fences in real units, from quartiles of log(1 + spend): the low one is above -1.
+    assert -1 < fences[0] < 101 and 159 < fences[1] < 1_000_000
 
 
 def test_chosen_features_and_log_transform(spark, tmp_path):

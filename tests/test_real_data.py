@@ -11,6 +11,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -84,28 +85,38 @@ def test_every_customer_of_a_real_log_has_the_figures_pandas_computes(cdnow, cdn
     assert (found["Spend"] - expected["Spend"]).abs().max() < 0.005
 
 
-def test_profiles_describe_the_members_real_values_not_the_capped_ones(cdnow_run):
+def test_profiles_describe_the_members_real_values(cdnow_run):
     out, _ = cdnow_run
     customers = pd.read_csv(out / "customers.csv")
     profiles = pd.read_csv(out / "segments.csv").set_index("segment")
-    fences = json.loads((out / "manifest.json").read_text())["model"]["features"]
     for feature in ("Spend", "Frequency"):
         top = customers.loc[customers["segment"] == 1, feature]
         assert profiles.loc[1, f"{feature}_max"] == pytest.approx(top.max(), abs=0.005)
         assert profiles.loc[1, f"{feature}_min"] == pytest.approx(top.min(), abs=0.005)
         assert profiles.loc[1, f"{feature}_mean"] == pytest.approx(top.mean(), rel=1e-9)
-        # The model saw capped values: the real top lies far above the upper fence.
-        assert top.max() > 3 * fences[feature]["fences"][1]
+    # The best customers are in the top segment, with their real figures.
+    assert profiles.loc[1, "Spend_max"] == pytest.approx(customers["Spend"].max(), abs=0.005)
 
 
-def test_what_the_model_saw_is_the_capped_centre_shown_apart(cdnow_run):
+def test_skewed_spend_and_orders_are_logged_not_capped_and_said_so(cdnow_run):
+    out, done = cdnow_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    model = manifest["model"]["features"]
+    assert manifest["repairs"]["log_transformed"] == ["Frequency", "Spend"]
+    assert model["Spend"]["fences"] is None and model["Frequency"]["fences"] is None
+    assert model["Recency"]["fences"] is not None and not model["Recency"]["log"]
+    assert "log(1 + value) of Frequency (skewness 10.5) and Spend (skewness 17.7)" in done.stdout
+
+
+def test_what_the_model_saw_is_shown_apart(cdnow_run):
     out, _ = cdnow_run
     results = load_results(out)
     model = json.loads((out / "manifest.json").read_text())["model"]["features"]["Spend"]
+    customers = pd.read_csv(out / "customers.csv")
     seen = results.model_table().set_index("segment")
-    profiles = results.profile_table().set_index("segment")
     assert list(seen.columns) == ["name", *[f"{f} z" for f in results.features]]
-    # The model's top centre lies within the cap (in z-scores); the profile shows real spend.
-    cap_z = (model["fences"][1] - model["mean"]) / model["std"]
-    assert seen.loc[1, "Spend z"] <= cap_z + 0.005
-    assert profiles.loc[1, "Spend max"] > model["fences"][1]
+    # Each centre is its members' mean of standardized log(1 + spend) (shown to 2 places).
+    z = (np.log1p(customers["Spend"]) - model["mean"]) / model["std"]
+    assert seen["Spend z"].to_numpy() == pytest.approx(
+        z.groupby(customers["segment"]).mean().loc[seen.index].to_numpy(), abs=0.005
+    )
