@@ -5,6 +5,7 @@ import json
 import streamlit as st
 
 import ui
+from segmentation import charts
 
 ui.require_frame(__file__)
 st.title("Segmentation results")
@@ -64,6 +65,16 @@ with st.expander("What the model saw"):
         "transforms, standardized. These shape the segments; the profiles above describe them."
     )
     st.dataframe(results.model_table(), hide_index=True)
+
+overlap = results.rfm_overlap()
+if overlap is not None:
+    st.subheader("Segments and classic RFM")
+    st.caption(
+        "Customers of each segment by their RFM segment (R, F and M scores 1–5 by quintile, "
+        "R = 5 the most recent; the R×F grid names the RFM segment). customers.csv carries "
+        "each customer's scores."
+    )
+    st.plotly_chart(charts.rfm_overlap(overlap), theme=None, width="stretch")
 
 st.subheader("Downloads")
 left, middle, right = st.columns(3)

@@ -131,6 +131,34 @@ def profile_heatmap(segments: pd.DataFrame, features: Sequence[str]) -> go.Figur
     return _finish(fig, "Segment profiles", height=_rows_height(len(segments), 45, 300))
 
 
+def rfm_overlap(overlap: pd.DataFrame) -> go.Figure:
+    """Where each segment's customers sit among the classic RFM segments: counts, coloured by
+    the share of the segment's customers, so a segment that is mostly 'At risk' stands out."""
+    _require_rows(overlap, "There are no segments to compare with RFM segments.")
+    counts = overlap.to_numpy(dtype=float)
+    shares = counts / counts.sum(axis=1, keepdims=True).clip(min=1) * 100
+    fig = go.Figure(
+        go.Heatmap(
+            z=shares,
+            x=list(overlap.columns),
+            y=list(overlap.index),
+            text=counts.astype(int),
+            texttemplate="%{text:,}",
+            colorscale="Blues",
+            zmin=0,
+            zmax=100,
+            colorbar_title_text="% of segment",
+            hovertemplate="<b>%{y}</b><br>RFM segment %{x}: %{text:,} customers "
+            "(%{z:.0f}% of the segment)<extra></extra>",
+            xgap=2,
+            ygap=2,
+        )
+    )
+    fig.update_xaxes(title_text="RFM segment (R×F grid)", tickangle=-30)
+    fig.update_yaxes(title_text="Segment", autorange="reversed")
+    return _finish(fig, "Segments and RFM segments", height=_rows_height(len(overlap), 45, 320))
+
+
 def radar(segments: pd.DataFrame, features: Sequence[str]) -> go.Figure:
     """Each segment's shape across all features at once, against the average customer (0)."""
     _require_rows(segments, "There are no segments to draw.")

@@ -52,6 +52,7 @@ class Segmentation:
     mix: pd.DataFrame  # segment, column, value, count: categorical_mix.csv
     order: dict[int, int]  # cluster id -> segment number (1 = highest spend)
     notes: list[str]
+    rfm: pd.DataFrame | None = None  # segment, rfm_segment, customers: rfm_overlap.csv
     sample: pd.DataFrame | None = None  # customers the charts draw (chart_sample.parquet)
 
     @property
@@ -103,7 +104,8 @@ def segment_columns(k: int | None) -> dict[str, str]:
 def customers_table(
     data: PreparedData, found: Sequence[Segmentation], per_k: bool = False
 ) -> DataFrame:
-    """Every input column plus each segmentation's segment number and name."""
+    """Every input column plus each segmentation's segment number and name, then the RFM
+    scores and segment (when the features hold Recency, Frequency and Spend)."""
     picked = [F.col(f"`{c}`") for c in data.report.columns]
     for seg in found:
         names = segment_columns(seg.k if per_k else None)
@@ -112,6 +114,8 @@ def customers_table(
             segment.alias(names["segment"]),
             seg.name_of(segment).alias(names["segment_name"]),
         ]
+    if data.rfm:
+        picked += [column.alias(name) for name, column in data.rfm.scores().items()]
     return data.scaled.select(*picked)
 
 
@@ -155,6 +159,7 @@ def measure(data: PreparedData, centres: Centres, ks: Sequence[int]) -> tuple[Me
         data.model_cols,
         {k: centres.by_k[k] for k in sorted(set(ks) | previous)},
         data.report.categorical,
+        data.rfm.scores() if data.rfm else None,
     )
     profiled = profiles(
         data.scaled,
@@ -176,7 +181,15 @@ def describe(
 ) -> dict[int, Segmentation]:
     """Quality, named segments and a chart sample for each k of a measured batch."""
     found = {
-        k: _segmentation(data, k, centres, measured.stats[k], profiled[k], measured.mix.get(k))
+        k: _segmentation(
+            data,
+            k,
+            centres,
+            measured.stats[k],
+            profiled[k],
+            measured.mix.get(k),
+            measured.rfm.get(k),
+        )
         for k in ks
     }
     _add_chart_samples(data, centres, found, seed)
@@ -211,6 +224,7 @@ def _segmentation(
     stats: list[metrics.ClusterStats],
     profiled: Mapping[int, ClusterProfile],
     mix: pd.DataFrame | None,
+    rfm: pd.DataFrame | None,
 ) -> Segmentation:
     """Profile and name the segments of one k, numbered by descending spend."""
     report = data.report
@@ -222,6 +236,7 @@ def _segmentation(
         centres.fitted_on,
     )
     top = _top_values(mix)
+    scores = _mean_scores(rfm)
     segments = [
         SegmentProfile(
             segment=s.cluster,
@@ -230,6 +245,7 @@ def _segmentation(
             stats=profiled[s.cluster].values,
             z={f: float(s.mean[i]) for i, f in enumerate(report.features)},
             top_values=top.get(s.cluster, {}),
+            scores=scores.get(s.cluster, {}),
         )
         for s in stats
     ]
@@ -259,7 +275,31 @@ def _segmentation(
         mix=pd.DataFrame(mix_rows, columns=["segment", "column", "value", "count"]),
         order=order,
         notes=notes,
+        rfm=_overlap(rfm, order),
     )
+
+
+def _mean_scores(rfm: pd.DataFrame | None) -> dict[int, dict[str, float]]:
+    """Per cluster, its customers' average R, F and M scores."""
+    if rfm is None:
+        return {}
+    summed = rfm.groupby("cluster")[["count", "r_score", "f_score", "m_score"]].sum()
+    means = summed[["r_score", "f_score", "m_score"]].div(summed["count"], axis=0)
+    return {int(c): {s: float(v) for s, v in row.items()} for c, row in means.iterrows()}
+
+
+def _overlap(rfm: pd.DataFrame | None, order: Mapping[int, int]) -> pd.DataFrame | None:
+    """How many customers of each segment fall in each RFM segment."""
+    if rfm is None:
+        return None
+    table = pd.DataFrame(
+        {
+            "segment": rfm["cluster"].map(order).astype("int64"),
+            "rfm_segment": rfm["rfm_segment"],
+            "customers": rfm["count"].astype("int64"),
+        }
+    )
+    return table.sort_values(["segment", "rfm_segment"], ignore_index=True)
 
 
 def _top_values(mix: pd.DataFrame | None) -> dict[int, dict[str, list[tuple[str, int]]]]:

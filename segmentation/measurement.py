@@ -63,6 +63,8 @@ class Memberships:
     stats: dict[int, list[ClusterStats]]
     splits: dict[int, pd.DataFrame] = field(default_factory=dict)  # k -> source, target, count
     mix: dict[int, pd.DataFrame] = field(default_factory=dict)  # k -> cluster, column, value, count
+    # k -> cluster, rfm_segment, count and the sums of r_score, f_score and m_score
+    rfm: dict[int, pd.DataFrame] = field(default_factory=dict)
 
 
 def memberships(
@@ -70,13 +72,19 @@ def memberships(
     columns: Sequence[str],
     centres: Mapping[int, np.ndarray],
     categorical: Sequence[str] = (),
+    rfm: Mapping[str, Column] | None = None,
 ) -> Memberships:
     """One pass: sizes, means and squared norms per (k, cluster), splits between consecutive k
-    of `centres` and counts of each value of the `categorical` columns."""
+    of `centres`, counts of each value of the `categorical` columns and, given the `rfm` score
+    columns, how each cluster's customers fall into the RFM segments."""
     ks = sorted(centres)
     labels = [label(k) for k in ks]
     picked = [*_labels(columns, centres), *columns, F.expr(_squared_norm(columns)).alias("__q")]
     keys = list(labels)
+    scores = ["r_score", "f_score", "m_score"] if rfm else []
+    if rfm:
+        picked += [rfm[name].alias(name) for name in [*scores, "rfm_segment"]]
+        keys.append("rfm_segment")
     if categorical:
         # Each customer once per categorical column: counts per value come out of the same pass.
         pairs = [
@@ -91,6 +99,7 @@ def memberships(
             F.count(F.lit(1)).alias("n"),
             F.sum("__q").alias("q"),
             *[F.sum(c).alias(f"s{i}") for i, c in enumerate(columns)],
+            *[F.sum(c).alias(c) for c in scores],
         )
         .toPandas()
     )
@@ -103,6 +112,9 @@ def memberships(
         if categorical:
             mix = groups.groupby([label(k), "column", "value"], as_index=False)["n"].sum()
             result.mix[k] = mix.set_axis(["cluster", "column", "value", "count"], axis=1)
+        if rfm:
+            cells = once.groupby([label(k), "rfm_segment"], as_index=False)[["n", *scores]].sum()
+            result.rfm[k] = cells.rename(columns={label(k): "cluster", "n": "count"})
     return result
 
 

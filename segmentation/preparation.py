@@ -19,6 +19,8 @@ from pyspark.sql import functions as F
 
 from segmentation.errors import InputError
 from segmentation.reading import Table, number_expr
+from segmentation.rfm import ROLES as RFM_ROLES
+from segmentation.rfm import RfmScores, cut_columns
 from segmentation.session import unpersist
 from segmentation.transactions import TRANSACTION_FEATURES, load_customer_table, origin_messages
 from segmentation.validation import ColumnProfile, ValidationReport, feature_columns, validate
@@ -291,6 +293,7 @@ class PreparedData:
     model: dict[str, dict]  # per feature: the fill value, outlier fences, log, mean and std
     cached: list[DataFrame]
     origin: dict | None = None  # how a customer table was built from an order log
+    rfm: RfmScores | None = None  # with Recency, Frequency and Spend among the features
 
     @property
     def value_columns(self) -> dict[str, str]:
@@ -344,16 +347,26 @@ def prepare(
         with tracker.stage("preprocessing", "Filling missing values and treating outliers"):
             prepared, value_cols, inputs, fences, logged, notes = _prepare(table, report, params)
             flagged = list(fences)
+            values = dict(zip(report.features, value_cols, strict=True))
+            rfm_values = {
+                role: values[report.mapping[role]]
+                for role in RFM_ROLES
+                if report.mapping.get(role) in values
+            }
+            if len(rfm_values) < len(RFM_ROLES):
+                rfm_values = {}
 
         with tracker.stage("features", "Counting customers and measuring each feature"):
-            # One pass: rows left, outliers treated, and each model input's mean and standard
-            # deviation for the scaling.
+            # One pass: rows left, outliers treated, each model input's mean and standard
+            # deviation for the scaling, and the RFM scores' cut points.
             counts = prepared.agg(
                 F.count(F.lit(1)).alias("rows"),
                 *[F.sum(F.col(f"__o{j}").cast("int")).alias(f"o{j}") for j in range(len(flagged))],
                 *[F.avg(c).alias(f"mean{i}") for i, c in enumerate(inputs)],
                 *[F.stddev_samp(c).alias(f"std{i}") for i, c in enumerate(inputs)],
+                *cut_columns(rfm_values) if rfm_values else [],
             ).collect()[0]
+            rfm = RfmScores.from_row(counts, rfm_values) if rfm_values and counts["rows"] else None
             rows_out = counts["rows"]
             if rows_out < min_k:
                 raise InputError(
@@ -405,4 +418,5 @@ def prepare(
         model,
         cached,
         origin,
+        rfm,
     )

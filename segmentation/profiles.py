@@ -1,4 +1,8 @@
-"""Segment profiles and names an analyst can act on, in RFM vocabulary."""
+"""Segment profiles and names an analyst can act on, in RFM vocabulary.
+
+With Recency, Frequency and Spend a segment is named by the cell of the standard R×F grid its
+customers' average R and F scores fall in (segmentation.rfm), so KMeans segments and RFM
+segments read together; without them, by its strongest traits."""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
+
+from segmentation.rfm import grid_segment
 
 TRAIT_THRESHOLD = 0.3  # |z| below this is "about average" and not worth mentioning
 
@@ -20,6 +26,7 @@ class SegmentProfile:
     stats: dict[str, dict[str, float]]  # feature -> {mean, median, min, max}
     z: dict[str, float]  # feature -> centroid z-score in the clustering space
     top_values: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)  # mean r_score, f_score, m_score
     name: str = ""
     reason: str = ""
 
@@ -83,13 +90,19 @@ def reason(profile: SegmentProfile, roles: Mapping[str, str]) -> str:
         if role == "recency":
             parts.append(f"last order {_number(median)} days ago")
         elif role == "frequency":
-            parts.append(f"{_number(median)} orders ({z:+.1f}σ)")
+            orders = "order" if median == 1 else "orders"
+            parts.append(f"{_number(median)} {orders} ({z:+.1f}σ)")
         elif role == "spend":
             parts.append(f"spend {z:+.1f}σ (median {_number(median)})")
         elif role == "age":
             parts.append(f"median age {_number(median)}")
         else:
             parts.append(f"{feature} {z:+.1f}σ (median {_number(median)})")
+    if profile.scores:
+        parts.append(
+            "average RFM scores "
+            + "-".join(f"{profile.scores[s]:.1f}" for s in ("r_score", "f_score", "m_score"))
+        )
     if all(abs(z) < TRAIT_THRESHOLD for z in profile.z.values()):
         return "close to the average customer: " + ", ".join(parts)
     return ", ".join(parts)
@@ -101,12 +114,41 @@ def order_key(spend_column: str | None, features: Sequence[str]):
     return lambda p: (-p.stats[column]["mean"], -p.size)
 
 
+def _nearest_score(mean: float) -> int:
+    return min(5, max(1, int(mean + 0.5)))
+
+
+def _name_by_rfm(profiles: list[SegmentProfile]) -> None:
+    """The R×F grid's name of each segment's average scores; segments sharing a cell are told
+    apart by their average M score ('Hibernating (high spend)', '... (low spend)')."""
+    cells: dict[str, list[SegmentProfile]] = {}
+    for profile in profiles:
+        r, f = (_nearest_score(profile.scores[s]) for s in ("r_score", "f_score"))
+        cells.setdefault(grid_segment(r, f), []).append(profile)
+    for name, members in cells.items():
+        members.sort(key=lambda p: (-p.scores["m_score"], p.segment))
+        tiers = ["high spend", *["mid spend"] * (len(members) - 2), "low spend"]
+        for number, (profile, tier) in enumerate(zip(members, tiers, strict=False), start=1):
+            if len(members) == 1:
+                profile.name = name
+            elif len(members) > 3 and tier == "mid spend":
+                profile.name = f"{name} (mid spend {number - 1})"
+            else:
+                profile.name = f"{name} ({tier})"
+
+
 def name_segments(profiles: list[SegmentProfile], roles: Mapping[str, str]) -> None:
     """Give each profile a unique name and a reason.
 
-    Segments pick in order of size, each taking its best-fitting name not yet taken; when every
-    fitting name is taken the best one gets a number ('Loyal 2').
+    With RFM scores, by the R×F grid. Otherwise segments pick in order of size, each taking its
+    best-fitting name not yet taken; when every fitting name is taken the best one gets a
+    number ('Loyal 2').
     """
+    if profiles and all(p.scores for p in profiles):
+        _name_by_rfm(profiles)
+        for profile in profiles:
+            profile.reason = reason(profile, roles)
+        return
     taken: set[str] = set()
     for profile in sorted(profiles, key=lambda p: (-p.size, p.segment)):
         options = archetypes(profile, roles)
@@ -135,6 +177,8 @@ def profiles_frame(profiles: list[SegmentProfile], features: Sequence[str]) -> p
             for stat in ("mean", "median", "min", "max"):
                 row[f"{feature}_{stat}"] = p.stats[feature][stat]
             row[f"{feature}_z"] = p.z[feature]
+        for score, mean in p.scores.items():
+            row[f"{score}_mean"] = mean
         for column, values in p.top_values.items():
             total = sum(count for _, count in values) or 1
             row[f"{column}_top"] = ", ".join(

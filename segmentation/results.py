@@ -27,6 +27,8 @@ from pyspark.sql import functions as F
 from segmentation.fitting import Segmentation, customers_table, segment_columns
 from segmentation.preparation import PreparedData, SegmentationParams
 from segmentation.reading import display_name, file_size, sha256_of
+from segmentation.rfm import SCORE_COLUMNS
+from segmentation.rfm import SEGMENTS as RFM_SEGMENTS
 from segmentation.session import engine_info
 
 MANIFEST = "manifest.json"
@@ -34,6 +36,7 @@ CUSTOMERS = "customers.csv"
 SEGMENTS = "segments.csv"
 MIX = "categorical_mix.csv"
 SAMPLE = "chart_sample.parquet"
+RFM = "rfm_overlap.csv"
 SWEEP_TABLE = "sweep.csv"
 SPLITS = "splits.csv"
 FORMULA_START = r"^[=+\-@\t\r]"
@@ -121,6 +124,8 @@ def write_results(
         seg.segments.to_csv(partial / SEGMENTS, index=False)
         seg.mix.to_csv(partial / MIX, index=False)
         seg.sample.to_parquet(partial / SAMPLE, index=False)
+        if seg.rfm is not None:
+            seg.rfm.to_csv(partial / RFM, index=False)
         timings = {**timings, "saving": round(time.perf_counter() - start, 3)}
         manifest = _manifest(data, seg, params, timings, extra)
         if in_sweep:
@@ -177,12 +182,14 @@ def _manifest(
             "timings": dict(timings),
             "versions": {**engine_info(spark), "python": platform.python_version()},
             **({"transactions": data.origin} if data.origin else {}),
+            **({"rfm": data.rfm.to_dict()} if data.rfm else {}),
             **(extra or {}),
             "files": {
                 "customers": CUSTOMERS,
                 "segments": SEGMENTS,
                 "categorical_mix": MIX,
                 "chart_sample": SAMPLE,
+                **({"rfm_overlap": RFM} if seg.rfm is not None else {}),
             },
         }
     )
@@ -197,6 +204,7 @@ class Results:
     segments: pd.DataFrame
     sample: pd.DataFrame
     mix: pd.DataFrame
+    rfm: pd.DataFrame | None = None  # segment, rfm_segment, customers
     renamed: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -225,7 +233,7 @@ class Results:
         sample["segment_name"] = sample["segment"].map(
             dict(zip(segments["segment"], segments["name"], strict=True))
         )
-        return Results(self.out_dir, self.manifest, segments, sample, self.mix, rename)
+        return Results(self.out_dir, self.manifest, segments, sample, self.mix, self.rfm, rename)
 
     def profile_table(self) -> pd.DataFrame:
         """The segments table as the analyst reads it: one row per segment, figures per feature."""
@@ -253,6 +261,24 @@ class Results:
             table[f"{feature} z"] = self.segments[f"{feature}_z"].round(2)
         return table
 
+    def rfm_overlap(self) -> pd.DataFrame | None:
+        """Customers per segment (rows, with names) and RFM segment (columns, best first);
+        None when the run had no Recency, Frequency and Spend."""
+        if self.rfm is None:
+            return None
+        table = self.rfm.pivot_table(
+            index="segment", columns="rfm_segment", values="customers", aggfunc="sum", fill_value=0
+        )
+        table = table.reindex(
+            index=self.segments["segment"],
+            columns=[s for s in RFM_SEGMENTS if s in table.columns],
+            fill_value=0,
+        )
+        names = dict(zip(self.segments["segment"], self.segments["name"], strict=True))
+        table.index = [f"{s} · {names[s]}" for s in table.index]
+        table.columns.name = None
+        return table
+
     @property
     def customers_ready(self) -> bool:
         """Whether the customer file exists yet (a sweep writes it once every k is measured)."""
@@ -260,8 +286,8 @@ class Results:
 
     def write_customers(self, target: BinaryIO) -> None:
         """Stream this segmentation's customers.csv to `target`: every input column, `segment`
-        and `segment_name` (as the analyst renamed them). A k of a sweep takes its two columns
-        from the sweep's file, which holds every k."""
+        and `segment_name` (as the analyst renamed them), and RFM scores when the run has them.
+        A k of a sweep takes its two columns from the sweep's file, which holds every k."""
         source = self.out_dir / self.manifest["files"]["customers"]
         columns = self.manifest.get("customer_columns")
         if not self.renamed and not columns:
@@ -269,12 +295,13 @@ class Results:
                 shutil.copyfileobj(fh, target)
             return
         columns = columns or segment_columns(None)
+        scores = list(SCORE_COLUMNS) if "rfm" in self.manifest else []
         chunks = pd.read_csv(
             source,
             dtype=str,
             keep_default_na=False,
             chunksize=200_000,
-            usecols=[*self.manifest["input"]["columns"], *columns.values()],
+            usecols=[*self.manifest["input"]["columns"], *columns.values(), *scores],
         )
         for number, chunk in enumerate(chunks):
             chunk = chunk.rename(columns={v: k for k, v in columns.items()})
@@ -282,7 +309,9 @@ class Results:
                 self.renamed.get(int(s), n) if s else n
                 for s, n in zip(chunk["segment"], chunk["segment_name"], strict=True)
             ]
-            ordered = chunk[[*self.manifest["input"]["columns"], "segment", "segment_name"]]
+            ordered = chunk[
+                [*self.manifest["input"]["columns"], "segment", "segment_name", *scores]
+            ]
             target.write(ordered.to_csv(index=False, header=number == 0).encode("utf-8"))
 
 
@@ -291,12 +320,14 @@ def load_results(out_dir: str | Path) -> Results:
     out_dir = Path(out_dir)
     manifest = json.loads((out_dir / MANIFEST).read_text())
     mix = pd.read_csv(out_dir / MIX, dtype={"value": str}, keep_default_na=False)
+    rfm = manifest["files"].get("rfm_overlap")
     return Results(
         out_dir=out_dir,
         manifest=manifest,
         segments=pd.read_csv(out_dir / SEGMENTS, keep_default_na=False, na_values=[""]),
         sample=pd.read_parquet(out_dir / SAMPLE),
         mix=mix,
+        rfm=pd.read_csv(out_dir / rfm, keep_default_na=False) if rfm else None,
     )
 
 

@@ -45,8 +45,8 @@ from segmentation.results import (
     write_customers,
     write_results,
 )
+from segmentation.suggestion import TINY_SHARE, suggest
 
-TINY_SHARE = 0.01  # a segment under 1% of customers is flagged
 # What a sweep's manifest takes over from the manifest of one of its k.
 SHARED_KEYS = (
     "format_version",
@@ -70,59 +70,6 @@ class SweepResult:
     out_dir: Path
     manifest: dict
     table: pd.DataFrame
-
-
-def knee(ks: list[int], within: list[float]) -> int:
-    """The elbow of the sum-of-squares curve: the k farthest below the straight line joining
-    the first and last points, both axes scaled to 0..1 (the 'Kneedle' rule)."""
-    if len(ks) < 3:
-        return ks[0]
-    x = (np.array(ks, float) - ks[0]) / (ks[-1] - ks[0])
-    span = within[0] - within[-1]
-    if span <= 0:
-        return ks[0]
-    y = (np.array(within, float) - within[-1]) / span
-    distance = (1 - x) - y  # chord from (0, 1) to (1, 0) minus the curve
-    return ks[int(np.argmax(distance))]
-
-
-def suggest(table: pd.DataFrame) -> tuple[int, str, dict[str, int]]:
-    """Suggested k with its reason: best silhouette, elbow and Calinski–Harabasz as second opinions.
-
-    A k whose smallest segment holds under 1% of customers is only suggested when every k does.
-    """
-    usable = table[~table["tiny_segment"]] if (~table["tiny_segment"]).any() else table
-    scored = usable.dropna(subset=["silhouette"])
-    opinions = {"elbow": knee(list(table["k"]), list(table["within_ss"]))}
-    if len(scored):
-        best = scored.loc[scored["silhouette"].idxmax()]
-        opinions["silhouette"] = int(best["k"])
-    ch = usable.dropna(subset=["calinski_harabasz"])
-    if len(ch):
-        opinions["calinski_harabasz"] = int(ch.loc[ch["calinski_harabasz"].idxmax(), "k"])
-    k = opinions.get("silhouette", opinions["elbow"])
-    parts = []
-    if "silhouette" in opinions:
-        parts.append(f"k={k} has the best silhouette ({scored['silhouette'].max():.3f})")
-    else:
-        parts.append(f"no silhouette could be computed, so the elbow k={k} is suggested")
-    agree = [name for name, value in opinions.items() if value == k and name != "silhouette"]
-    differ = {name: value for name, value in opinions.items() if value != k}
-    labels = {"elbow": "the elbow of the sum of squares", "calinski_harabasz": "Calinski–Harabasz"}
-    if agree:
-        parts.append(" and ".join(labels[a] for a in agree) + " agree")
-    if differ:
-        parts.append(
-            "but "
-            + " and ".join(f"{labels[a]} points to k={v}" for a, v in differ.items())
-            + ": compare those segmentations before choosing"
-        )
-    tiny = list(table.loc[table["tiny_segment"], "k"])
-    if tiny:
-        parts.append(
-            f"k={', '.join(map(str, tiny))} produce a segment under {TINY_SHARE:.0%} of customers"
-        )
-    return k, "; ".join(parts) + ".", opinions
 
 
 def adjusted_rand(counts: pd.DataFrame) -> float:

@@ -125,7 +125,15 @@ def test_outputs_are_complete_and_consistent(run, synthetic):
     assert list(segments["Spend_mean"]) == sorted(segments["Spend_mean"], reverse=True)
     assert segments["name"].is_unique and segments["reason"].str.len().min() > 10
     customers = pd.read_csv(out / "customers.csv")
-    assert list(customers.columns) == [*table.columns, "segment", "segment_name"]
+    assert list(customers.columns) == [
+        *table.columns,
+        "segment",
+        "segment_name",
+        "r_score",
+        "f_score",
+        "m_score",
+        "rfm_segment",
+    ]
     counts = customers["segment"].value_counts().sort_index()
     assert list(counts) == list(segments["size"])
     names = dict(zip(segments["segment"], segments["name"], strict=True))

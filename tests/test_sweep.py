@@ -14,7 +14,8 @@ from sklearn.metrics import adjusted_rand_score
 from segmentation.pipeline import run_segmentation
 from segmentation.preparation import SegmentationParams
 from segmentation.results import load_results, load_sweep
-from segmentation.sweep import adjusted_rand, knee, run_sweep, suggest
+from segmentation.suggestion import knee, suggest
+from segmentation.sweep import adjusted_rand, run_sweep
 from tests.helpers import ROOT, synthetic_csv
 
 
@@ -75,7 +76,14 @@ def test_results_folders_for_every_k_and_the_summary(sweep):
         exported = io.BytesIO()
         per_k.write_customers(exported)
         customers = pd.read_csv(io.BytesIO(exported.getvalue()))
-        assert list(customers.columns[-2:]) == ["segment", "segment_name"]
+        assert list(customers.columns[-6:]) == [
+            "segment",
+            "segment_name",
+            "r_score",
+            "f_score",
+            "m_score",
+            "rfm_segment",
+        ]
         counts = customers["segment"].value_counts().sort_index()
         assert counts.tolist() == per_k.segments["size"].tolist()
         names = dict(zip(per_k.segments["segment"], per_k.segments["name"], strict=True))
