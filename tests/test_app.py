@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -94,6 +95,12 @@ def test_sample_flow_runs_a_real_job_through_spark_to_results():
     # Profiles in real units, and apart from them, labelled, the centres the model saw.
     (seen,) = [e for e in at.expander if e.label == "What the model saw"]
     assert seen.dataframe[0].value.equals(results.model_table())
+    # Beside KMeans, classic RFM: how the segments overlap with the R×F grid's segments.
+    assert "Segments and classic RFM" in [h.value for h in at.subheader]
+    (overlap,) = at.get("plotly_chart")
+    figure = json.loads(overlap.proto.spec)
+    assert figure["data"][0]["type"] == "heatmap"
+    assert figure["data"][0]["y"] == list(results.rfm_overlap().index)
 
     at.switch_page("pages/visualization.py").run()
     assert not at.exception

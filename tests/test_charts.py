@@ -328,6 +328,22 @@ def test_every_figure_serialises_with_the_shared_template(figures):
     assert {fig.layout.template.layout.paper_bgcolor for fig in figures.values()} == {"white"}
 
 
+def test_rfm_overlap_counts_and_colours_each_segment_by_its_share():
+    overlap = pd.DataFrame(
+        [[90, 10, 0], [0, 30, 270]],
+        index=["1 · Champions", "2 · Hibernating (low spend)"],
+        columns=["Champions", "Loyal", "Hibernating"],
+    )
+    fig = charts.rfm_overlap(overlap)
+    (heatmap,) = fig.data
+    assert list(heatmap.y) == list(overlap.index) and list(heatmap.x) == list(overlap.columns)
+    assert np.array(heatmap.text).tolist() == [[90, 10, 0], [0, 30, 270]]
+    assert np.array(heatmap.z).tolist() == [[90.0, 10.0, 0.0], [0.0, 10.0, 90.0]]
+    assert fig.layout.yaxis.autorange == "reversed"  # segment 1 on top
+    with pytest.raises(ValueError, match="no segments to compare"):
+        charts.rfm_overlap(overlap.iloc[0:0])
+
+
 @pytest.mark.parametrize(
     "draw",
     [

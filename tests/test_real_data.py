@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 
 from segmentation.results import load_results
+from segmentation.rfm import SEGMENTS
 from tests.test_cli import cli
+from tests.test_rfm import check_rfm
 
 
 def cdnow_master() -> Path:
@@ -120,3 +122,26 @@ def test_what_the_model_saw_is_shown_apart(cdnow_run):
     assert seen["Spend z"].to_numpy() == pytest.approx(
         z.groupby(customers["segment"]).mean().loc[seen.index].to_numpy(), abs=0.005
     )
+
+
+def test_every_customer_has_rfm_scores_and_segments_speak_the_same_language(cdnow_run):
+    out, done = cdnow_run
+    customers = pd.read_csv(out / "customers.csv")
+    check_rfm(out, customers)
+    # Half of the shop's customers bought on one day only: all of them get F = 1.
+    assert (customers.loc[customers["Frequency"] == 1, "f_score"] == 1).all()
+    assert (customers["Frequency"] == 1).mean() > 0.45
+    names = pd.read_csv(out / "segments.csv")["name"]
+    assert {name.split(" (")[0] for name in names} <= set(SEGMENTS)
+    assert names[0] == "Champions"  # the top-spending segment
+    assert "Champions" in done.stdout
+
+
+def test_a_sweep_of_a_real_log_suggests_a_segmentation_not_a_split(cdnow, tmp_path):
+    out = tmp_path / "sweep"
+    done = cli("run", str(cdnow[0]), "--k-range", "2-10", "--out", str(out), timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["opinions"]["silhouette"] == 2  # the split in two scores best
+    assert manifest["suggested_k"] == manifest["opinions"]["elbow"] == 4
+    assert manifest["suggestion"].startswith("k=4 is the elbow of the sum of squares")

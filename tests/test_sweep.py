@@ -16,7 +16,7 @@ from segmentation.preparation import SegmentationParams
 from segmentation.results import load_results, load_sweep
 from segmentation.suggestion import knee, suggest
 from segmentation.sweep import adjusted_rand, run_sweep
-from tests.helpers import ROOT, synthetic_csv
+from tests.helpers import ROOT, SAMPLE_CUSTOMERS, synthetic_csv
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +116,70 @@ def test_disagreement_is_said_not_hidden():
     assert k == 4
     assert opinions == {"elbow": 3, "silhouette": 4, "calinski_harabasz": 3}
     assert "points to k=3" in reason and "k=5 produce a segment under 1%" in reason
+
+
+def table_of(silhouettes: list[float], within: list[float], **columns) -> pd.DataFrame:
+    ks = list(range(2, 2 + len(silhouettes)))
+    table = pd.DataFrame(
+        {
+            "k": ks,
+            "within_ss": within,
+            "silhouette": silhouettes,
+            "calinski_harabasz": [100.0 - k for k in ks],
+            "tiny_segment": False,
+        }
+    )
+    return table.assign(**columns)
+
+
+CONTINUUM_SS = [24691.0, 17133.0, 12724.0, 10661.0, 8785.0, 7801.0, 7049.0, 6330.0, 5867.0]
+
+
+def test_customers_on_a_continuum_get_the_elbow_not_a_split_in_two():
+    # The shape of a real shop's sweep: the silhouette falls from k=2 on.
+    silhouettes = [0.763, 0.682, 0.581, 0.550, 0.557, 0.571, 0.549, 0.539, 0.538]
+    k, reason, opinions = suggest(table_of(silhouettes, CONTINUUM_SS))
+    assert k == opinions["elbow"] == 4 and opinions["silhouette"] == 2
+    assert reason.startswith("k=4 is the elbow of the sum of squares: the silhouette is highest")
+    assert "the best silhouette points to k=2" in reason
+
+
+def test_two_well_separated_groups_are_still_two():
+    silhouettes = [0.945, 0.709, 0.470, 0.474, 0.404]
+    k, reason, _ = suggest(table_of(silhouettes, CONTINUUM_SS[:5]))
+    assert k == 2 and reason.startswith("k=2 has the best silhouette (0.945)")
+
+
+def test_the_most_detailed_k_about_as_good_as_the_best_is_preferred():
+    silhouettes = [0.840, 0.773, 0.828, 0.789, 0.737]
+    k, reason, _ = suggest(table_of(silhouettes, [16.5, 9.7, 3.4, 2.6, 2.0]))
+    assert k == 4
+    assert reason.startswith(
+        "k=4 is the most detailed k whose silhouette (0.828) is within 0.02 of the best "
+        "(0.840 at k=2)"
+    )
+
+
+def test_a_k_whose_segments_change_with_the_seed_is_not_suggested():
+    silhouettes = [0.5, 0.6, 0.7, 0.4]
+    table = table_of(silhouettes, [100.0, 40.0, 30.0, 25.0], ari_mean=[1.0, 0.95, 0.6, 0.9])
+    k, reason, _ = suggest(table)
+    assert k == 3 and "the segments of k=4 change with the seed" in reason
+
+
+@pytest.mark.parametrize("segments", [2, 3, 5])
+def test_the_true_number_of_separated_segments_is_suggested(spark, tmp_path, segments):
+    path = tmp_path / "c.csv"
+    synthetic_csv(path, n=2000, segments=segments, seed=30 + segments)
+    result = run_sweep(spark, str(path), SegmentationParams(k_range=(2, 8)), tmp_path / "o")
+    assert result.manifest["suggested_k"] == segments, result.manifest["suggestion"]
+
+
+def test_the_original_projects_sample_gets_four_segments(spark, tmp_path):
+    result = run_sweep(
+        spark, str(SAMPLE_CUSTOMERS), SegmentationParams(k_range=(2, 6)), tmp_path / "o"
+    )
+    assert result.manifest["suggested_k"] == 4, result.manifest["suggestion"]
 
 
 def test_adjusted_rand_matches_scikit_learn():
