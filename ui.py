@@ -264,10 +264,13 @@ def sweep_of(result_dir: str) -> Sweep | None:
 
 
 def k_picker(job: Job) -> int | None:
-    """For a sweep: a k selector over the k measured so far (remembered with the job) and the
-    suggestion once every k is measured; None for a single segmentation.
+    """For a sweep: a k selector over the k measured so far (remembered with the job once the
+    analyst moves it) and the suggestion once every k is measured; None for a single
+    segmentation.
 
-    Switching k only reads that k's small result files, which already exist: no Spark job runs.
+    A sweep opened while it runs shows its first k; when the suggestion arrives the selector
+    moves to it, unless the analyst chose a k. Switching k only reads that k's small result
+    files, which already exist: no Spark job runs.
     """
     sweep = sweep_of(results_folder(job))
     if sweep is None:
@@ -276,18 +279,20 @@ def k_picker(job: Job) -> int | None:
     default = sweep.suggested_k if sweep.suggested_k in ks else ks[0]
     current = job.chosen_k if job.chosen_k in ks else default
     if len(ks) > 1:
+        # A new widget once the sweep is complete, so that it starts at the suggestion.
+        key = f"k-{job.id}-{'complete' if sweep.complete else 'running'}"
         k = st.select_slider(
             "Number of segments (k)",
             options=ks,
             value=current,
-            key=f"k-{job.id}",
+            key=key,
+            on_change=_remember_k,
+            args=(job.id, key),
             help="Every k is fitted; switching is instant.",
         )
     else:
         k = ks[0]
         st.markdown(f"Number of segments: **k = {k}**")
-    if k != current:
-        services().store.set_chosen_k(job.id, k)
     if sweep.complete:
         st.caption(plain(f"Suggested k={sweep.suggested_k}: {sweep.manifest['suggestion']}"))
     else:
@@ -296,6 +301,11 @@ def k_picker(job: Job) -> int | None:
         )
         _follow(job.id, sweep_state(results_folder(job)))
     return k
+
+
+def _remember_k(job_id: str, key: str) -> None:
+    """Keep the k the analyst chose with the job (every page and visit opens it)."""
+    services().store.set_chosen_k(job_id, int(st.session_state[key]))
 
 
 @st.fragment(run_every=1.5)

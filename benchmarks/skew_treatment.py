@@ -20,7 +20,6 @@ the agreement between seeds (adjusted Rand index). Figures are printed, never as
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import sys
 import tempfile
@@ -34,20 +33,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks.common import median, print_table  # noqa: E402
+from tests.helpers import cdnow_csv  # noqa: E402
 
 TREATMENTS = {"cap": (), "log": None}  # log_features: none, or the automatic choice
-
-
-def cdnow_csv(folder: Path) -> Path:
-    """The CDNOW log as the CSV a shop would export."""
-    spec = importlib.util.find_spec("lifetimes")
-    if spec is None or not spec.origin:
-        sys.exit("pip install lifetimes==0.11.3 (requirements-dev.txt) for the CDNOW log")
-    master = Path(spec.origin).parent / "datasets" / "CDNOW_master.txt"
-    lines = pd.read_csv(master, sep=r"\s+", dtype={"customer_id": str, "date": str})
-    path = folder / "cdnow_orders.csv"
-    lines.to_csv(path, index=False)
-    return path
 
 
 def model_view(customers: pd.DataFrame, steps: dict, feature: str) -> pd.Series:
@@ -107,13 +95,14 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="skew-") as scratch:
         folder = Path(scratch)
-        source = str(cdnow_csv(folder))
+        source = folder / "cdnow_orders.csv"
+        cdnow_csv(source)
         for name, log_features in TREATMENTS.items():
             runs = [
                 figures(
                     run_segmentation(
                         spark,
-                        source,
+                        str(source),
                         SegmentationParams(k=args.k, seed=seed, log_features=log_features),
                         folder / f"{name}-{seed}",
                     )

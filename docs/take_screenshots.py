@@ -2,8 +2,9 @@
 
 Starts the app on a free port with a throw-away workspace (the same startup as the browser
 tests), uploads sample_data/sample_customers.csv, runs it and saves one full-page PNG per page
-at a 1366 px laptop width; then a sweep of k=2..10 over 100,000 synthetic customers, shown on
-Results while its later k are still being measured:
+at a 1366 px laptop width; then a sweep of k=2..10 of a real shop's order log (CDNOW, from the
+`lifetimes` package) on Results and Visualization, and a sweep of 100,000 synthetic customers
+shown on Results while its later k are still being measured:
 
     python docs/take_screenshots.py [--out docs/screenshots]
 
@@ -41,6 +42,7 @@ from tests.browser import (  # noqa: E402
     wait_for_report,
     wait_until_idle,
 )
+from tests.helpers import cdnow_csv  # noqa: E402
 
 MAX_BYTES = 400_000
 
@@ -49,6 +51,17 @@ def shot(page: Page, out: Path, name: str) -> None:
     size = full_page_screenshot(page, out / name)
     note = "  (over the 400 kB budget)" if size > MAX_BYTES else ""
     print(f"{name}: {size / 1000:.0f} kB{note}")
+
+
+def sweep(page: Page, file: Path) -> None:
+    """Upload `file` and start a sweep of k=2..10 on it."""
+    nav(page, "Upload", "Upload customer data")
+    upload(page, file)
+    wait_for_report(page)
+    page.get_by_text("Try several k and suggest one").click()
+    expect(page.get_by_text("Range of k")).to_be_visible()
+    wait_until_idle(page)
+    start_segmentation(page)
 
 
 def take(out: Path) -> None:
@@ -90,16 +103,29 @@ def take(out: Path) -> None:
         expect(page.get_by_test_id("stDataFrame")).to_be_visible()
         shot(page, out, "home.png")
 
+        # A real shop: CDNOW's order log, k=2..10, on Results and Visualization once suggested.
+        cdnow = Path(workspace) / "cdnow_orders.csv"
+        cdnow_csv(cdnow)
+        sweep(page, cdnow)
+        opener = active_job(page, cdnow.name).get_by_role("link", name="Open the measured k")
+        expect(opener).to_be_visible(timeout=JOB_TIMEOUT_MS)
+        opener.click()
+        expect(page.get_by_text(re.compile(r"^Suggested k=\d+"))).to_be_visible(
+            timeout=JOB_TIMEOUT_MS
+        )
+        expect(page.get_by_text("Segments and classic RFM")).to_be_visible()
+        wait_until_idle(page)
+        shot(page, out, "results-cdnow.png")
+        nav(page, "Visualization", "Visualization")
+        page.get_by_role("tab", name="Profiles").click()
+        charts = page.get_by_role("tabpanel").locator(".js-plotly-plot .main-svg")
+        expect(charts.first).to_be_visible(timeout=JOB_TIMEOUT_MS)
+        shot(page, out, "visualization-cdnow.png")
+
         # A sweep of 100,000 customers, opened while its later k are still being measured.
         shop = Path(workspace) / "shop-100k.csv"
         write_customers(shop, 100_000, seed=2)
-        nav(page, "Upload", "Upload customer data")
-        upload(page, shop)
-        wait_for_report(page)
-        page.get_by_text("Try several k and suggest one").click()
-        expect(page.get_by_text("Range of k")).to_be_visible()
-        wait_until_idle(page)
-        start_segmentation(page)
+        sweep(page, shop)
         opener = active_job(page, shop.name).get_by_role("link", name="Open the measured k")
         expect(opener).to_be_visible(timeout=JOB_TIMEOUT_MS)
         opener.click()

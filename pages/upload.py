@@ -165,10 +165,11 @@ with st.container(border=True):
         value=42,
         help="Same data, seed and k give the same segments.",
     )
+    skewed = skewed_features(base.profiles, features)
     log_features = st.multiselect(
         "Log-transform (the model sees log(1 + value))",
         features,
-        default=skewed_features(base.profiles, features),
+        default=skewed,
         help=f"Chosen for you: features with skewness above {SKEWED:g} and no negative values, "
         "such as spend and order counts. The log keeps the best customers apart where capping "
         "would give them one value; profiles always show real values.",
@@ -214,7 +215,8 @@ if st.button(
         features=tuple(features),
         seed=int(seed),
         outliers=outliers,
-        log_features=tuple(log_features),
+        # The automatic choice as such, so that the run says it chose for the analyst.
+        log_features=None if set(log_features) == set(skewed) else tuple(log_features),
         column_mapping=overrides,
         k_range=k_range,
         stability_seeds=int(stability),

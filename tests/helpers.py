@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pandas as pd
@@ -28,3 +29,21 @@ def write_text(path: Path, text: str, encoding: str = "utf-8") -> Path:
 def frame_csv(path: Path, rows: list[dict]) -> Path:
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
+
+
+def cdnow_lines() -> pd.DataFrame:
+    """CDNOW, a real public order log (69,659 lines of 23,570 customers of a CD shop,
+    1997-1998), from the file the `lifetimes` package ships (found without importing it;
+    requirements-dev.txt installs it, nothing is downloaded)."""
+    spec = importlib.util.find_spec("lifetimes")
+    assert spec is not None and spec.origin, "requirements-dev.txt installs lifetimes"
+    master = Path(spec.origin).parent / "datasets" / "CDNOW_master.txt"
+    return pd.read_csv(master, sep=r"\s+", dtype={"customer_id": str, "date": str})
+
+
+def cdnow_csv(path: Path) -> pd.DataFrame:
+    """Write CDNOW as the CSV a shop would export (its own column names, dates as 19970101)
+    and return its order lines."""
+    lines = cdnow_lines()
+    lines.to_csv(path, index=False)
+    return lines

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import time
@@ -264,6 +265,10 @@ def test_a_sweep_shows_its_first_k_while_the_others_are_measured(server, tab, bi
     expect(tab.get_by_role("button", name="Customers with segments (CSV)")).to_be_enabled()
     job = jobs(server.workspace)[0]
     assert job["original_name"] == name and job["state"] == "succeeded", job["error"]
+    # Nobody moved the k selector: it moved from the first k to the suggestion by itself.
+    suggested = json.loads((Path(job["result_dir"]) / "manifest.json").read_text())["suggested_k"]
+    expect(tab.get_by_test_id("stMetricValue").nth(1)).to_have_text(str(suggested))
+    assert job["chosen_k"] is None
     assert_no_exception(tab)
 
 

@@ -7,7 +7,6 @@ counts, and 80 free items (amount 0), which are purchases, not returns.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,27 +16,16 @@ import pytest
 
 from segmentation.results import load_results
 from segmentation.rfm import SEGMENTS
+from tests.helpers import cdnow_csv
 from tests.test_cli import cli
 from tests.test_rfm import check_rfm
 
 
-def cdnow_master() -> Path:
-    """The log's file inside the installed `lifetimes` package (found without importing it)."""
-    spec = importlib.util.find_spec("lifetimes")
-    assert spec is not None and spec.origin, "requirements-dev.txt installs lifetimes"
-    return Path(spec.origin).parent / "datasets" / "CDNOW_master.txt"
-
-
 @pytest.fixture(scope="module")
 def cdnow(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
-    """The log as the CSV a shop would export (its own column names, dates as 19970101), and
-    its order lines as pandas reads them."""
-    lines = pd.read_csv(
-        cdnow_master(), sep=r"\s+", dtype={"customer_id": str, "date": str}, engine="python"
-    )
+    """The log as a shop's CSV, and its order lines as pandas reads them."""
     path = tmp_path_factory.mktemp("cdnow") / "cdnow_orders.csv"
-    lines.to_csv(path, index=False)
-    return path, lines
+    return path, cdnow_csv(path)
 
 
 def expected_customers(lines: pd.DataFrame) -> pd.DataFrame:
