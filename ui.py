@@ -6,9 +6,10 @@ import contextlib
 import io
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import streamlit as st
@@ -55,6 +56,18 @@ STATE_ICONS = {
 
 
 _framed = False  # True once app.py has run st.navigation in this process
+
+
+def installed_versions(names: Sequence[str]) -> list[tuple[str, str]]:
+    """The installed version of each package that is installed: the About page shows only
+    what it can know, whatever environment the app runs in."""
+    found = []
+    for name in names:
+        try:
+            found.append((name, version(name)))
+        except PackageNotFoundError:
+            continue
+    return found
 
 
 def mark_framed() -> None:

@@ -1,13 +1,14 @@
 """About: the method, the metrics, the technology (versions read now) and data handling."""
 
 import platform
-from importlib.metadata import version
 
 import streamlit as st
 
 import ui
 from segmentation.jobs import workspace_dir
 from segmentation.preparation import STAGES
+
+PACKAGES = ("streamlit", "pyspark", "pandas", "pyarrow", "plotly", "scikit-learn")
 
 ui.require_frame(__file__)
 st.title("About")
@@ -67,10 +68,9 @@ st.markdown(
 st.subheader("Technology")
 engine = ui.services().engine
 info = engine.info if engine.state == "ready" else {}
-packages = ["streamlit", "pyspark", "pandas", "pyarrow", "plotly", "scikit-learn"]
 st.dataframe(
     [{"component": "Python", "version": platform.python_version()}]
-    + [{"component": name, "version": version(name)} for name in packages]
+    + [{"component": name, "version": found} for name, found in ui.installed_versions(PACKAGES)]
     + [
         {"component": "Spark (engine)", "version": info.get("spark_version", engine.state)},
         {"component": "Java", "version": info.get("java_version", engine.state)},

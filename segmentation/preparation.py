@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from segmentation.errors import InputError
 from segmentation.reading import Table, number_expr
 from segmentation.rfm import ROLES as RFM_ROLES
-from segmentation.rfm import RfmScores, cut_columns
+from segmentation.rfm import RfmScores
 from segmentation.session import unpersist
 from segmentation.transactions import TRANSACTION_FEATURES, load_customer_table, origin_messages
 from segmentation.validation import ColumnProfile, ValidationReport, feature_columns, validate
@@ -264,6 +264,18 @@ def _prepare(table: Table, report: ValidationReport, params: SegmentationParams)
     return prepared, value_cols, inputs, fences, logged, notes
 
 
+def _rfm_scores(report: ValidationReport, value_cols: Sequence[str]) -> RfmScores | None:
+    """RFM scoring of the customers when Recency, Frequency and Spend are all features."""
+    values = dict(zip(report.features, value_cols, strict=True))
+    columns = {role: report.mapping.get(role) for role in RFM_ROLES}
+    if not all(c in values and report.profiles[c].quintiles for c in columns.values()):
+        return None
+    return RfmScores(
+        {role: values[c] for role, c in columns.items()},
+        {role: list(report.profiles[c].quintiles) for role, c in columns.items()},
+    )
+
+
 def _standardized(column: str, counts, i: int) -> Column:
     """(x - mean) / standard deviation (the sample's, as Spark's StandardScaler); 0 when the
     feature no longer varies."""
@@ -347,26 +359,17 @@ def prepare(
         with tracker.stage("preprocessing", "Filling missing values and treating outliers"):
             prepared, value_cols, inputs, fences, logged, notes = _prepare(table, report, params)
             flagged = list(fences)
-            values = dict(zip(report.features, value_cols, strict=True))
-            rfm_values = {
-                role: values[report.mapping[role]]
-                for role in RFM_ROLES
-                if report.mapping.get(role) in values
-            }
-            if len(rfm_values) < len(RFM_ROLES):
-                rfm_values = {}
+            rfm = _rfm_scores(report, value_cols)
 
         with tracker.stage("features", "Counting customers and measuring each feature"):
-            # One pass: rows left, outliers treated, each model input's mean and standard
-            # deviation for the scaling, and the RFM scores' cut points.
+            # One pass: rows left, outliers treated, and each model input's mean and standard
+            # deviation for the scaling.
             counts = prepared.agg(
                 F.count(F.lit(1)).alias("rows"),
                 *[F.sum(F.col(f"__o{j}").cast("int")).alias(f"o{j}") for j in range(len(flagged))],
                 *[F.avg(c).alias(f"mean{i}") for i, c in enumerate(inputs)],
                 *[F.stddev_samp(c).alias(f"std{i}") for i, c in enumerate(inputs)],
-                *cut_columns(rfm_values) if rfm_values else [],
             ).collect()[0]
-            rfm = RfmScores.from_row(counts, rfm_values) if rfm_values and counts["rows"] else None
             rows_out = counts["rows"]
             if rows_out < min_k:
                 raise InputError(

@@ -101,6 +101,9 @@ ALIASES = {
     ),
 }
 MAX_CATEGORIES = 50
+QUINTILES = (0.2, 0.4, 0.6, 0.8)  # the cut points of RFM scores
+# Of each feature, from one sketch: quartiles for the outlier fences and the imputation, quintiles.
+QUANTILES = (0.2, 0.25, 0.4, 0.5, 0.6, 0.75, 0.8)
 NUMERIC_SHARE = 0.5  # a column is numeric when most of its values are numbers (the rest: warned)
 # '12,50' or '1.550,00': a decimal comma, which number_expr does not read ('1,550' is ambiguous)
 _DECIMAL_COMMA = re.compile(r"[+-]?\d{1,3}(\.\d{3})*,\d+|[+-]?\d+,(\d{1,2}|\d{4,})")
@@ -186,6 +189,7 @@ class ColumnProfile:
     median: float | None = None
     q3: float | None = None
     skewness: float | None = None
+    quintiles: list[float] | None = None  # 20th, 40th, 60th and 80th percentiles (RFM scores)
     bad_examples: list[str] = field(default_factory=list)
 
 
@@ -334,14 +338,14 @@ def _fmt(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:,.2f}"
 
 
-def quartiles_of(values: str) -> str:
-    """SQL text of the first quartile, median and third quartile of a numeric column (null when
-    it has no values), from a KLL sketch: rank error about 0.05%, a third of percentile_approx's
-    cost."""
+def quantiles_of(values: str) -> str:
+    """SQL text of a numeric column's quantiles at QUANTILES (null when it has no values), from a
+    KLL sketch: rank error about 0.05%, a third of percentile_approx's cost."""
     sketch = f"kll_sketch_agg_double({values}, {SKETCH_K})"
+    points = ", ".join(f"{q}D" for q in QUANTILES)
     return (
         f"CASE WHEN count({values}) > 0 THEN "
-        f"kll_sketch_get_quantile_double({sketch}, array(0.25D, 0.5D, 0.75D)) END"
+        f"kll_sketch_get_quantile_double({sketch}, array({points})) END"
     )
 
 
@@ -390,7 +394,7 @@ def validate(
         ]
         if column in chosen:  # features need quartiles; min and max show a constant column
             aggs.append(f"skewness(v{i}) AS s{i}")
-            sketches.append(f"{quartiles_of(f'v{i}')} AS q{i}")
+            sketches.append(f"{quantiles_of(f'v{i}')} AS q{i}")
         else:  # other columns: how many distinct values, to find categories
             sketches.append(f"approx_count_distinct(r{i}) AS d{i}")
     try:
@@ -419,7 +423,7 @@ def validate(
             kind = "numeric"
         else:
             kind = "text"
-        quartiles = stats.get(f"q{i}")
+        quantiles = dict(zip(QUANTILES, stats.get(f"q{i}") or [], strict=False))
         profiles[column] = ColumnProfile(
             name=column,
             kind=kind,
@@ -429,9 +433,10 @@ def validate(
             minimum=stats[f"lo{i}"],
             maximum=stats[f"hi{i}"],
             distinct=stats.get(f"d{i}"),
-            q1=quartiles[0] if quartiles else None,
-            median=quartiles[1] if quartiles else None,
-            q3=quartiles[2] if quartiles else None,
+            q1=quantiles.get(0.25),
+            median=quantiles.get(0.5),
+            q3=quantiles.get(0.75),
+            quintiles=[quantiles[q] for q in QUINTILES] if quantiles else None,
             skewness=stats.get(f"s{i}"),
         )
 

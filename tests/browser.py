@@ -1,13 +1,18 @@
 """Start the app and a headless Chromium for the browser tests and the screenshot script.
 
 The app runs as a real `streamlit run app.py` subprocess in its own process group (so it and
-its Spark JVM can be stopped together); the browser is Debian's Chromium, never a downloaded one.
+its Spark JVM can be stopped together), by default in a Python environment built as the README's
+first command builds it (requirements.txt only: what users install, without the test tools);
+the browser is Debian's Chromium, never a downloaded one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -69,6 +74,29 @@ class AppServer:
     process_group: int  # the app's and its Spark JVM's (the fault tests kill it)
 
 
+def user_python() -> Path:
+    """The Python of a virtualenv with requirements.txt only, as the README's first command
+    installs it, built once per version of requirements.txt (and of Python) in the user's cache.
+
+    A page that imports a package only requirements-dev.txt installs fails there, as it would
+    for a user, where the development environment would hide it.
+    """
+    requirements = (ROOT / "requirements.txt").read_bytes()
+    digest = hashlib.sha256(requirements + platform.python_version().encode()).hexdigest()[:12]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    home = cache / "segmentation-dashboard" / f"user-venv-{digest}"
+    python, done = home / "bin" / "python", home / ".installed"
+    if not done.exists():
+        shutil.rmtree(home, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(home)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "requirements.txt")],
+            check=True,
+        )
+        done.touch()
+    return python
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as sock:
@@ -99,9 +127,11 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def app_server(workspace: Path, settings: dict[str, str] | None = None) -> Iterator[AppServer]:
+def app_server(
+    workspace: Path, settings: dict[str, str] | None = None, python: Path | None = None
+) -> Iterator[AppServer]:
     """Run `streamlit run app.py` on a free port with its own workspace (and any extra
-    environment `settings`) until the block ends."""
+    environment `settings`) until the block ends, with `python` (default: the users' one)."""
     workspace.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -115,7 +145,7 @@ def app_server(workspace: Path, settings: dict[str, str] | None = None) -> Itera
         **(settings or {}),
     }
     command = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
+        str(python or user_python()), "-m", "streamlit", "run", "app.py",
         "--server.port", str(port),
         "--server.address", "127.0.0.1",
         "--server.headless", "true",

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from tests.browser import (
     running_progress,
     start_segmentation,
     upload,
+    user_python,
     wait_for_done,
     wait_for_report,
     wait_until_idle,
@@ -126,6 +128,20 @@ def _is_finished_sample(job: dict) -> bool:
 def segment_names(job: dict) -> list[str]:
     with open(Path(job["result_dir"]) / "segments.csv", newline="") as fh:
         return [row["name"] for row in csv.DictReader(fh)]
+
+
+def test_the_app_runs_as_users_install_it():
+    """The browser tests' app runs in a Python with requirements.txt only (the README's first
+    command): none of the development tools is there to hide a missing dependency."""
+    check = "import importlib.util as u; print([m for m in {!r} if u.find_spec(m)])"
+    tools = ("pytest", "playwright", "ruff", "lifetimes")
+    found = subprocess.run(
+        [str(user_python()), "-c", check.format(tools)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert found.stdout.strip() == "[]"
 
 
 def test_every_page_opens_from_the_sidebar_without_an_exception(server, tab):

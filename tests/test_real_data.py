@@ -115,7 +115,7 @@ def test_what_the_model_saw_is_shown_apart(cdnow_run):
 def test_every_customer_has_rfm_scores_and_segments_speak_the_same_language(cdnow_run):
     out, done = cdnow_run
     customers = pd.read_csv(out / "customers.csv")
-    check_rfm(out, customers)
+    check_rfm(out, customers, customers)
     # Half of the shop's customers bought on one day only: all of them get F = 1.
     assert (customers.loc[customers["Frequency"] == 1, "f_score"] == 1).all()
     assert (customers["Frequency"] == 1).mean() > 0.45

@@ -13,46 +13,50 @@ from segmentation.pipeline import run_segmentation
 from segmentation.preparation import SegmentationParams
 from segmentation.profiles import SegmentProfile, name_segments
 from segmentation.results import load_results
-from segmentation.rfm import CUTS, GRID, SEGMENTS, grid_segment
+from segmentation.rfm import GRID, SEGMENTS, grid_segment
 from segmentation.sweep import run_sweep
+from segmentation.validation import QUINTILES
 from tests.helpers import synthetic_csv
 
 SCORES = ["r_score", "f_score", "m_score"]
 CUT_ROLES = ["recency", "frequency", "spend"]
+RANK_ERROR = 0.001  # the KLL sketch's is about 0.05%
 
 
-def expected_scores(values: pd.DataFrame, roles: dict[str, str]) -> pd.DataFrame:
-    """Scores by numpy: 1 + the number of quintile cut points a value lies above; R reversed."""
+def expected_scores(values: pd.DataFrame, roles: dict[str, str], cuts: dict) -> pd.DataFrame:
+    """Scores by numpy: 1 + the number of cut points a value lies above; R reversed."""
 
-    def above(column: str) -> np.ndarray:
-        x = values[column].to_numpy(float)
-        return (x[:, None] > np.quantile(x, CUTS)[None, :]).sum(axis=1)
+    def above(role: str) -> np.ndarray:
+        x = values[roles[role]].to_numpy(float)
+        return (x[:, None] > np.array(cuts[role])[None, :]).sum(axis=1)
 
-    r = 5 - above(roles["recency"])
-    f = 1 + above(roles["frequency"])
-    table = pd.DataFrame({"r_score": r, "f_score": f, "m_score": 1 + above(roles["spend"])})
+    r = 5 - above("recency")
+    f = 1 + above("frequency")
+    table = pd.DataFrame({"r_score": r, "f_score": f, "m_score": 1 + above("spend")})
     table["rfm_segment"] = [GRID[a][b - 1] for a, b in zip(r, f, strict=True)]
     return table
 
 
-def check_rfm(out, customers: pd.DataFrame) -> None:
-    """customers.csv's scores and segments, the manifest's cut points and rfm_overlap.csv agree
-    with an independent computation over the same customers (missing values filled as the
-    manifest says)."""
+def check_rfm(out, customers: pd.DataFrame, known: pd.DataFrame) -> None:
+    """customers.csv's scores and segments follow the rule from the manifest's cut points; the
+    cut points are the quintiles of the `known` values (to the sketch's rank error); and
+    rfm_overlap.csv counts the customers (missing values filled as the manifest says)."""
     results = load_results(out)
     manifest = results.manifest
     model = manifest["model"]["features"]
     roles = manifest["input"]["mapping"]
+    cuts = manifest["rfm"]["cuts"]
     values = pd.DataFrame(
         {roles[r]: customers[roles[r]].fillna(model[roles[r]]["fill"]) for r in CUT_ROLES}
     )
-    expected = expected_scores(values, roles)
+    expected = expected_scores(values, roles, cuts)
     for score in [*SCORES, "rfm_segment"]:
         assert (customers[score].to_numpy() == expected[score].to_numpy()).all(), score
     for role in CUT_ROLES:
-        assert manifest["rfm"]["cuts"][role] == pytest.approx(
-            list(np.quantile(values[roles[role]], CUTS)), rel=1e-12
-        )
+        x = known[roles[role]].dropna().to_numpy(float)
+        for share, cut in zip(QUINTILES, cuts[role], strict=True):
+            # The share of known values below the cut and at most the cut bracket the quintile.
+            assert (x < cut).mean() - RANK_ERROR <= share <= (x <= cut).mean() + RANK_ERROR
     # Equal values, equal scores.
     for role, score in zip(CUT_ROLES, SCORES, strict=True):
         assert (values.assign(s=customers[score]).groupby(roles[role])["s"].nunique() == 1).all()
@@ -112,23 +116,23 @@ def run(spark, tmp_path_factory):
     """600 synthetic customers with missing values, and a sweep k=2..3 of them."""
     folder = tmp_path_factory.mktemp("rfm")
     path = folder / "customers.csv"
-    synthetic_csv(path, n=600, segments=4, seed=5)
+    table, _ = synthetic_csv(path, n=600, segments=4, seed=5)
     single = run_segmentation(spark, str(path), SegmentationParams(k=4), folder / "one")
     sweep = run_sweep(spark, str(path), SegmentationParams(k_range=(2, 3)), folder / "sweep")
-    return single, sweep
+    return single, sweep, table
 
 
 def test_every_customer_gets_scores_and_the_overlap_counts_them(run):
-    single, _ = run
+    single, _, table = run
     customers = pd.read_csv(single.out_dir / "customers.csv")
-    assert customers["Spend"].isna().any()  # scored from the filled value
-    check_rfm(single.out_dir, customers)
+    assert customers["Spend"].isna().any()  # scored as the median it is filled with
+    check_rfm(single.out_dir, customers, table)
     names = set(pd.read_csv(single.out_dir / "segments.csv")["name"])
     assert {name.split(" (")[0] for name in names} <= set(SEGMENTS)
 
 
 def test_a_sweep_scores_once_and_every_k_downloads_the_scores(run):
-    _, sweep = run
+    _, sweep, table = run
     customers = pd.read_csv(sweep.out_dir / "customers.csv")
     assert [c for c in customers.columns if c in SCORES or c == "rfm_segment"] == [
         *SCORES,
@@ -140,7 +144,7 @@ def test_a_sweep_scores_once_and_every_k_downloads_the_scores(run):
         results.write_customers(target)
         downloaded = pd.read_csv(io.BytesIO(target.getvalue()))
         assert list(downloaded.columns[-6:]) == ["segment", "segment_name", *SCORES, "rfm_segment"]
-        check_rfm(results.out_dir, downloaded)
+        check_rfm(results.out_dir, downloaded, table)
 
 
 def test_without_recency_frequency_and_spend_there_are_no_scores(spark, tmp_path):
