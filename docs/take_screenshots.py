@@ -53,6 +53,15 @@ def shot(page: Page, out: Path, name: str) -> None:
     print(f"{name}: {size / 1000:.0f} kB{note}")
 
 
+def profiles_shot(page: Page, out: Path, name: str) -> None:
+    """Visualization's Profiles tab, once its charts are drawn."""
+    nav(page, "Visualization", "Visualization")
+    page.get_by_role("tab", name="Profiles").click()
+    charts = page.get_by_role("tabpanel").locator(".js-plotly-plot .main-svg")
+    expect(charts.first).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    shot(page, out, name)
+
+
 def sweep(page: Page, file: Path) -> None:
     """Upload `file` and start a sweep of k=2..10 on it."""
     nav(page, "Upload", "Upload customer data")
@@ -93,11 +102,7 @@ def take(out: Path) -> None:
         expect(page.get_by_test_id("stMetricValue")).to_have_count(5)
         shot(page, out, "results.png")
 
-        nav(page, "Visualization", "Visualization")
-        page.get_by_role("tab", name="Profiles").click()
-        charts = page.get_by_role("tabpanel").locator(".js-plotly-plot .main-svg")
-        expect(charts.first).to_be_visible(timeout=JOB_TIMEOUT_MS)
-        shot(page, out, "visualization.png")
+        profiles_shot(page, out, "visualization.png")
 
         nav(page, "Home", "Customer Segmentation Dashboard")
         expect(page.get_by_test_id("stDataFrame")).to_be_visible()
@@ -116,11 +121,7 @@ def take(out: Path) -> None:
         expect(page.get_by_text("Segments and classic RFM")).to_be_visible()
         wait_until_idle(page)
         shot(page, out, "results-cdnow.png")
-        nav(page, "Visualization", "Visualization")
-        page.get_by_role("tab", name="Profiles").click()
-        charts = page.get_by_role("tabpanel").locator(".js-plotly-plot .main-svg")
-        expect(charts.first).to_be_visible(timeout=JOB_TIMEOUT_MS)
-        shot(page, out, "visualization-cdnow.png")
+        profiles_shot(page, out, "visualization-cdnow.png")
 
         # A sweep of 100,000 customers, opened while its later k are still being measured.
         shop = Path(workspace) / "shop-100k.csv"

@@ -81,9 +81,9 @@ def memberships(
     labels = [label(k) for k in ks]
     picked = [*_labels(columns, centres), *columns, F.expr(_squared_norm(columns)).alias("__q")]
     keys = list(labels)
-    scores = ["r_score", "f_score", "m_score"] if rfm else []
+    scores = [name for name in rfm or {} if name != "rfm_segment"]
     if rfm:
-        picked += [rfm[name].alias(name) for name in [*scores, "rfm_segment"]]
+        picked += [column.alias(name) for name, column in rfm.items()]
         keys.append("rfm_segment")
     if categorical:
         # Each customer once per categorical column: counts per value come out of the same pass.

@@ -19,6 +19,7 @@ from segmentation.errors import InputError
 from segmentation.pipeline import run_segmentation
 from segmentation.preparation import STAGES, SegmentationParams
 from segmentation.results import load_results
+from segmentation.rfm import SCORE_COLUMNS
 from tests.helpers import SAMPLE_CUSTOMERS, synthetic_csv
 
 
@@ -125,15 +126,7 @@ def test_outputs_are_complete_and_consistent(run, synthetic):
     assert list(segments["Spend_mean"]) == sorted(segments["Spend_mean"], reverse=True)
     assert segments["name"].is_unique and segments["reason"].str.len().min() > 10
     customers = pd.read_csv(out / "customers.csv")
-    assert list(customers.columns) == [
-        *table.columns,
-        "segment",
-        "segment_name",
-        "r_score",
-        "f_score",
-        "m_score",
-        "rfm_segment",
-    ]
+    assert list(customers.columns) == [*table.columns, "segment", "segment_name", *SCORE_COLUMNS]
     counts = customers["segment"].value_counts().sort_index()
     assert list(counts) == list(segments["size"])
     names = dict(zip(segments["segment"], segments["name"], strict=True))

@@ -14,6 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 from segmentation.pipeline import run_segmentation
 from segmentation.preparation import SegmentationParams
 from segmentation.results import load_results, load_sweep
+from segmentation.rfm import SCORE_COLUMNS
 from segmentation.suggestion import knee, suggest
 from segmentation.sweep import adjusted_rand, run_sweep
 from tests.helpers import ROOT, SAMPLE_CUSTOMERS, synthetic_csv
@@ -76,14 +77,7 @@ def test_results_folders_for_every_k_and_the_summary(sweep):
         exported = io.BytesIO()
         per_k.write_customers(exported)
         customers = pd.read_csv(io.BytesIO(exported.getvalue()))
-        assert list(customers.columns[-6:]) == [
-            "segment",
-            "segment_name",
-            "r_score",
-            "f_score",
-            "m_score",
-            "rfm_segment",
-        ]
+        assert list(customers.columns[-6:]) == ["segment", "segment_name", *SCORE_COLUMNS]
         counts = customers["segment"].value_counts().sort_index()
         assert counts.tolist() == per_k.segments["size"].tolist()
         names = dict(zip(per_k.segments["segment"], per_k.segments["name"], strict=True))
