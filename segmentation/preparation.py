@@ -83,13 +83,7 @@ class SegmentationParams:
         if self.max_iter < 1:
             raise InputError("The number of KMeans iterations must be at least 1.")
         if self.k_range is not None:
-            low, high = (int(v) for v in self.k_range)
-            if not MIN_K <= low < high <= MAX_K:
-                raise InputError(
-                    f"A range of k must go from {MIN_K} to at most {MAX_K}, low to high; "
-                    f"got {low}-{high}."
-                )
-            object.__setattr__(self, "k_range", (low, high))
+            object.__setattr__(self, "k_range", _checked_k_range(self.k_range))
         if not 0 <= self.stability_seeds <= 10:
             raise InputError("The stability check takes 0 to 10 extra seeds per k.")
         object.__setattr__(self, "features", tuple(self.features) if self.features else None)
@@ -98,12 +92,7 @@ class SegmentationParams:
         object.__setattr__(self, "column_mapping", dict(self.column_mapping))
         object.__setattr__(self, "transaction_roles", dict(self.transaction_roles))
         if self.reference_date:
-            try:
-                date.fromisoformat(str(self.reference_date))
-            except ValueError as exc:
-                raise InputError(
-                    f"The reference date '{self.reference_date}' is not a date like 2024-12-31."
-                ) from exc
+            _check_reference_date(self.reference_date)
 
     def to_dict(self) -> dict:
         """JSON-ready form for the manifest and the job store."""
@@ -123,6 +112,26 @@ class SegmentationParams:
         """Inverse of to_dict (unknown keys are ignored so old jobs still load)."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+def _checked_k_range(k_range: tuple[int, int]) -> tuple[int, int]:
+    """A range of k as two integers, low to high, within MIN_K..MAX_K."""
+    low, high = (int(v) for v in k_range)
+    if not MIN_K <= low < high <= MAX_K:
+        raise InputError(
+            f"A range of k must go from {MIN_K} to at most {MAX_K}, low to high; got {low}-{high}."
+        )
+    return low, high
+
+
+def _check_reference_date(reference_date: str) -> None:
+    """Refuse a reference date that is not an ISO date."""
+    try:
+        date.fromisoformat(str(reference_date))
+    except ValueError as exc:
+        raise InputError(
+            f"The reference date '{reference_date}' is not a date like 2024-12-31."
+        ) from exc
 
 
 class Progress:
@@ -200,12 +209,20 @@ def _fences(p: ColumnProfile, logged: bool) -> tuple[float, float, bool]:
     """IQR fences in real units, judged on the scale the model sees (log(1 + x) for a logged
     feature; the transform is monotone, so its quartiles are the quartiles' logs), and whether
     there is any spread to judge by."""
-    q1, q3 = (float(np.log1p(max(q, 0.0))) if logged else q for q in (p.q1, p.q3))
+    quartiles = (_measured(p.q1, p.name), _measured(p.q3, p.name))
+    q1, q3 = (float(np.log1p(max(q, 0.0))) if logged else q for q in quartiles)
     iqr = q3 - q1
     low, high = q1 - 1.5 * iqr, q3 + 1.5 * iqr
     if logged:
         low, high = float(np.expm1(low)), float(np.expm1(high))
     return low, high, iqr > 0
+
+
+def _measured(value: float | None, column: str) -> float:
+    """A quantile the validation pass measures of every usable feature (each has numbers)."""
+    if value is None:
+        raise RuntimeError(f"The validation pass measured no quantiles of the feature '{column}'.")
+    return value
 
 
 def _prepare(table: Table, report: ValidationReport, params: SegmentationParams):
@@ -225,7 +242,7 @@ def _prepare(table: Table, report: ValidationReport, params: SegmentationParams)
         parsed = _number_column(column)
         value = F.coalesce(
             F.col(parsed) if parsed in df.columns else number_expr(df, column),
-            F.lit(float(p.median)),
+            F.lit(float(_measured(p.median, column))),
         )
         # The value in real units (after imputation) is what profiles and charts describe;
         # capping and the log transform only shape what the model sees.
@@ -267,13 +284,18 @@ def _prepare(table: Table, report: ValidationReport, params: SegmentationParams)
 def _rfm_scores(report: ValidationReport, value_cols: Sequence[str]) -> RfmScores | None:
     """RFM scoring of the customers when Recency, Frequency and Spend are all features."""
     values = dict(zip(report.features, value_cols, strict=True))
-    columns = {role: report.mapping.get(role) for role in RFM_ROLES}
-    if not all(c in values and report.profiles[c].quintiles for c in columns.values()):
-        return None
-    return RfmScores(
-        {role: values[c] for role, c in columns.items()},
-        {role: list(report.profiles[c].quintiles) for role, c in columns.items()},
-    )
+    scored: dict[str, str] = {}
+    cuts: dict[str, list[float]] = {}
+    for role in RFM_ROLES:
+        column = report.mapping.get(role)
+        if column is None or column not in values:
+            return None
+        quintiles = report.profiles[column].quintiles
+        if not quintiles:
+            return None
+        scored[role] = values[column]
+        cuts[role] = list(quintiles)
+    return RfmScores(scored, cuts)
 
 
 def _standardized(column: str, counts, i: int) -> Column:

@@ -125,7 +125,7 @@ def _delimiter(text: str) -> str:
         return csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter
     except csv.Error:
         counts = {d: lines[0].count(d) for d in ",;\t|"} if lines else {}
-        best = max(counts, key=counts.get, default=",")
+        best = max(counts, key=lambda d: counts[d], default=",")
         return best if counts.get(best) else ","
 
 
@@ -158,13 +158,7 @@ def sniff(path: str) -> SourceFormat:
     if local is None:
         return SourceFormat(kind="parquet" if "parquet" in path.lower() else "csv")
     if local.is_dir():
-        files = [p for p in local.iterdir() if not p.name.startswith(("_", "."))]
-        if any(p.suffix == ".parquet" for p in files):
-            return SourceFormat(kind="parquet")
-        if not files:
-            raise InputError(f"The folder '{local.name}' holds no data files.")
-        inner = sniff(str(sorted(files)[0]))
-        return inner
+        return _sniff_folder(local)
     if not local.exists():
         raise InputError(f"The file '{local.name}' does not exist.")
     if local.stat().st_size == 0:
@@ -174,6 +168,22 @@ def sniff(path: str) -> SourceFormat:
     head, compression = _head_bytes(local)
     if head.startswith(b"PAR1"):
         return SourceFormat(kind="parquet")
+    _refuse_non_tables(head)
+    return _sniff_csv(head, compression)
+
+
+def _sniff_folder(folder: Path) -> SourceFormat:
+    """A folder of Parquet parts, or of CSV files laid out like its first one."""
+    files = [p for p in folder.iterdir() if not p.name.startswith(("_", "."))]
+    if any(p.suffix == ".parquet" for p in files):
+        return SourceFormat(kind="parquet")
+    if not files:
+        raise InputError(f"The folder '{folder.name}' holds no data files.")
+    return sniff(str(sorted(files)[0]))
+
+
+def _refuse_non_tables(head: bytes) -> None:
+    """Refuse a file whose first bytes show it is no text table (a workbook, PDF, image...)."""
     for magic, what in _NOT_A_TABLE.items():
         if head.startswith(magic):
             raise InputError(
@@ -185,6 +195,10 @@ def sniff(path: str) -> SourceFormat:
             "This file is not a text table: it contains binary data.",
             hint="Upload a CSV export (or a Parquet file) of the customer table.",
         )
+
+
+def _sniff_csv(head: bytes, compression: str) -> SourceFormat:
+    """The dialect, encoding and header of a CSV file from its first bytes (decompressed)."""
     text, encoding = _decode(head)
     if not text.strip():
         raise InputError(
@@ -352,11 +366,15 @@ def ragged_rows(table: Table, counted: Mapping[str, Any] | None = None) -> Ragge
     )
     wanted = len(fmt.header)
     if counted is None or MALFORMED not in table.df.columns:
-        counted = flagged.agg(
-            F.count("first").alias("rows"),  # references every column (see above)
-            F.sum((F.col("fields") > wanted).cast("int")).alias("__more"),
-            F.sum((F.col("fields") < wanted).cast("int")).alias("__fewer"),
-        ).collect()[0]
+        counted = (
+            flagged.agg(
+                F.count("first").alias("rows"),  # references every column (see above)
+                F.sum((F.col("fields") > wanted).cast("int")).alias("__more"),
+                F.sum((F.col("fields") < wanted).cast("int")).alias("__fewer"),
+            )
+            .collect()[0]
+            .asDict()
+        )
     found = RaggedRows(wanted, counted["__more"] or 0, counted["__fewer"] or 0)
 
     def examples(condition: Column) -> list[str]:

@@ -194,19 +194,8 @@ def _is_alive(spark) -> bool:
 
 def build_session(settings: SparkSettings):
     """Start a new SparkSession for `settings` (no caching; see get_spark)."""
-    from pyspark.sql import SparkSession
-
     if settings.remote:
-        builder = SparkSession.builder.remote(settings.remote)
-        for key, value in settings.extra_conf.items():
-            builder = builder.config(key, value)
-        try:
-            return builder.getOrCreate()
-        except Exception as exc:
-            raise EngineError(
-                f"Could not reach the Spark Connect server at {settings.remote}: {_first_line(exc)}",
-                hint="Check SPARK_REMOTE and that the server is running.",
-            ) from exc
+        return _connect_session(settings)
 
     java_home = resolve_java_home()
     if java_home:
@@ -215,7 +204,35 @@ def build_session(settings: SparkSettings):
     submitted = launched_by_spark_submit()
     if settings.mode == "local" and not submitted:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    conf = {
+    conf = _session_conf(settings, java_home, submitted)
+    spark = _start_session(settings, conf, submitted)
+    if submitted:
+        _default_sql_settings(spark, conf)
+    spark.sparkContext.setLogLevel(settings.log_level)
+    return spark
+
+
+def _connect_session(settings: SparkSettings):
+    """A session on the Spark Connect server at settings.remote."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.remote(settings.remote)
+    for key, value in settings.extra_conf.items():
+        builder = builder.config(key, value)
+    try:
+        return builder.getOrCreate()
+    except Exception as exc:
+        raise EngineError(
+            f"Could not reach the Spark Connect server at {settings.remote}: {_first_line(exc)}",
+            hint="Check SPARK_REMOTE and that the server is running.",
+        ) from exc
+
+
+def _session_conf(
+    settings: SparkSettings, java_home: str | None, submitted: bool
+) -> dict[str, str]:
+    """The settings a local or cluster session starts with: ours, then the analyst's."""
+    return {
         "spark.app.name": "customer-segmentation",
         "spark.driver.memory": settings.driver_memory or default_driver_memory(),
         "spark.ui.enabled": "false",
@@ -246,6 +263,12 @@ def build_session(settings: SparkSettings):
         ),
         **settings.extra_conf,
     }
+
+
+def _start_session(settings: SparkSettings, conf: Mapping[str, str], submitted: bool):
+    """The session on settings.master (launching its JVM), or on spark-submit's when `submitted`."""
+    from pyspark.sql import SparkSession
+
     builder = SparkSession.builder
     if not submitted:
         _launch_jvm({"spark.master": settings.master, **conf})
@@ -253,26 +276,28 @@ def build_session(settings: SparkSettings):
         for key, value in conf.items():
             builder = builder.config(key, value)
     try:
-        spark = builder.getOrCreate()
+        return builder.getOrCreate()
     except Exception as exc:
         raise EngineError(
             f"Spark did not start ({settings.master}): {_first_line(exc)}",
             hint="Check SPARK_MASTER and that Java 17+ is installed. " + JAVA_HINT,
         ) from exc
-    if submitted:
-        # spark-submit's --master, --name and --conf stand (options given to the builder would
-        # override them); the session's SQL settings it left unset get our defaults, those
-        # that can still change once the session runs.
-        given = spark.sparkContext.getConf()
-        for key, value in conf.items():
-            if (
-                key.startswith("spark.sql.")
-                and not given.contains(key)
-                and spark.conf.isModifiable(key)
-            ):
-                spark.conf.set(key, value)
-    spark.sparkContext.setLogLevel(settings.log_level)
-    return spark
+
+
+def _default_sql_settings(spark, conf: Mapping[str, str]) -> None:
+    """Under spark-submit, give the session's SQL settings it left unset our defaults.
+
+    spark-submit's --master, --name and --conf stand (options given to the builder would
+    override them); only the SQL settings that can still change once the session runs are set.
+    """
+    given = spark.sparkContext.getConf()
+    for key, value in conf.items():
+        if (
+            key.startswith("spark.sql.")
+            and not given.contains(key)
+            and spark.conf.isModifiable(key)
+        ):
+            spark.conf.set(key, value)
 
 
 KEPT_LOGS = 20

@@ -1,4 +1,8 @@
-"""Column mapping and the validation report an analyst reads before any clustering."""
+"""Column mapping and the validation report an analyst reads before any clustering.
+
+One Spark pass profiles every column (profile_table); small rules turn those plain profiles and
+counts into the report's problems, so each rule is tested without Spark.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from pyspark.sql import functions as F
 
@@ -128,9 +133,9 @@ def match_roles(
     mapping: dict[str, str] = {}
     for role, names in aliases.items():
         for alias in names:
-            column = by_norm.get(alias)
-            if column and column not in mapping.values():
-                mapping[role] = column
+            found = by_norm.get(alias)
+            if found and found not in mapping.values():
+                mapping[role] = found
                 break
     for role, column in (overrides or {}).items():
         if role not in labels:
@@ -161,7 +166,7 @@ def closest_columns(
     keys = list(norm)
     candidates = set(difflib.get_close_matches(normalise(wanted), keys, n=n, cutoff=0.6))
     role = next(
-        (r for r, label in ROLE_LABELS.items() if normalise(label) == normalise(wanted)), None
+        (r for r, label in ROLE_LABELS.items() if normalise(label) == normalise(wanted)), ""
     )
     for alias in ALIASES.get(role, ()):
         candidates.update(difflib.get_close_matches(alias, keys, n=n, cutoff=0.75))
@@ -349,6 +354,19 @@ def quantiles_of(values: str) -> str:
     )
 
 
+BadValue = tuple[str, str | None]  # a value that is not a number, and its customer's id
+
+
+@dataclass
+class TableProfile:
+    """What the one pass over a table found: its rows, each column's profile, and every
+    aggregate it counted (ragged rows' counts among them)."""
+
+    rows: int
+    profiles: dict[str, ColumnProfile]
+    counted: dict[str, Any]
+
+
 def validate(
     table: Table,
     k: int,
@@ -361,12 +379,66 @@ def validate(
     `numbers` names columns of the table that already hold an input column parsed as a number
     (number_expr), so the pass does not parse it twice.
     """
-    df = table.df
     columns = table.columns
     mapping = detect_mapping(columns, overrides)
     chosen, problems = _resolve_features(features, columns, mapping)
-    numbers = numbers or {}
+    found = profile_table(table, chosen, numbers or {})
+    rows, profiles = found.rows, found.profiles
+    if rows == 0:
+        return ValidationReport(
+            table.format.describe(), 0, columns, mapping, [], [], profiles, [no_rows_problem()]
+        )
+    id_column = mapping.get("customer_id")
+    problems += row_count_problems(rows, k)
 
+    examples = _bad_values_of(table, text_features(chosen, profiles, id_column), id_column)
+    usable, refused = feature_problems(chosen, profiles, rows, id_column, examples)
+    problems += refused
+    problems += nothing_to_segment_problems(chosen, usable, problems)
+
+    repaired = [c for c in usable if profiles[c].non_numeric]
+    examples.update(_bad_values_of(table, repaired, id_column))
+    for column in repaired:
+        profiles[column].bad_examples = _quoted(examples[column])
+    problems += repair_problems([profiles[c] for c in usable], examples)
+
+    duplicates, repeated = (
+        _duplicate_ids(table, id_column) if id_column and not table.unique_ids else (0, "")
+    )
+    problems += duplicate_id_problems(id_column, duplicates, repeated)
+    # How the file was laid out comes first: it can explain the findings about values.
+    ragged = ragged_rows(table, found.counted if MALFORMED in table.df.columns else None)
+    problems[:0] = ragged_problems(ragged) + header_problems(
+        columns, table.format.renamed, profiles, rows, chosen
+    )
+    return ValidationReport(
+        source=table.format.describe(),
+        rows=rows,
+        columns=columns,
+        mapping=mapping,
+        features=usable,
+        categorical=categorical_columns(columns, profiles, id_column),
+        profiles=profiles,
+        problems=problems,
+        duplicate_ids=duplicates,
+    )
+
+
+# ---- the pass over the data ---------------------------------------------------------------
+
+
+def profile_table(table: Table, chosen: Sequence[str], numbers: Mapping[str, str]) -> TableProfile:
+    """Profile every column in one Spark pass (quartiles for the `chosen` features, distinct
+    counts for the other columns); the rules below work on its plain values."""
+    counted = _aggregate(table, chosen, numbers)
+    return TableProfile(counted["__rows"], column_profiles(counted, table.columns), counted)
+
+
+def _aggregate(table: Table, chosen: Sequence[str], numbers: Mapping[str, str]) -> dict[str, Any]:
+    """Per column `i`: missing (m), non-numeric (x) and negative (n) counts, minimum (lo) and
+    maximum (hi); skewness (s) and quantiles (q) of features, distinct values (d) of others."""
+    df = table.df
+    columns = table.columns
     # Compute each column's missing flag and number once, then aggregate plain columns:
     # far cheaper to plan and compile than repeating the parsing expressions in every aggregate.
     # Written as SQL text: one call to the JVM per expression, not one per operation.
@@ -400,7 +472,7 @@ def validate(
     try:
         # Sums, minima and maxima compile to fast code, which sketches turn off for a whole
         # aggregation: two passes, and the second reads what the first one cached.
-        stats = {
+        return {
             **parsed.agg(*map(F.expr, aggs), *ragged_aggregates(table)).collect()[0].asDict(),
             **parsed.selectExpr(*sketches).collect()[0].asDict(),
         }
@@ -412,226 +484,268 @@ def validate(
             hint="Check that it is a CSV or Parquet export of the customer table.",
         ) from exc
 
-    rows = stats["__rows"]
+
+def column_profiles(counted: Mapping[str, Any], columns: Sequence[str]) -> dict[str, ColumnProfile]:
+    """Each column's profile from the aggregates of the pass (see _aggregate)."""
+    rows = counted["__rows"]
     profiles: dict[str, ColumnProfile] = {}
     for i, column in enumerate(columns):
-        present = rows - (stats[f"m{i}"] or 0)  # sums over no rows are null
-        non_numeric = stats[f"x{i}"] or 0
-        if present == 0:
-            kind = "empty"
-        elif non_numeric <= (1 - NUMERIC_SHARE) * present:
-            kind = "numeric"
-        else:
-            kind = "text"
-        quantiles = dict(zip(QUANTILES, stats.get(f"q{i}") or [], strict=False))
+        missing = counted[f"m{i}"] or 0  # sums over no rows are null
+        non_numeric = counted[f"x{i}"] or 0
+        quantiles = dict(zip(QUANTILES, counted.get(f"q{i}") or [], strict=False))
         profiles[column] = ColumnProfile(
             name=column,
-            kind=kind,
-            missing=stats[f"m{i}"] or 0,
+            kind=column_kind(rows - missing, non_numeric),
+            missing=missing,
             non_numeric=non_numeric,
-            negatives=stats[f"n{i}"] or 0,
-            minimum=stats[f"lo{i}"],
-            maximum=stats[f"hi{i}"],
-            distinct=stats.get(f"d{i}"),
+            negatives=counted[f"n{i}"] or 0,
+            minimum=counted[f"lo{i}"],
+            maximum=counted[f"hi{i}"],
+            distinct=counted.get(f"d{i}"),
             q1=quantiles.get(0.25),
             median=quantiles.get(0.5),
             q3=quantiles.get(0.75),
             quintiles=[quantiles[q] for q in QUINTILES] if quantiles else None,
-            skewness=stats.get(f"s{i}"),
+            skewness=counted.get(f"s{i}"),
         )
+    return profiles
 
-    id_column = mapping.get("customer_id")
-    if rows == 0:
-        problems = [
-            Problem(
-                "error",
-                "The file has a header but no customer rows. Export the table again with its data.",
-            )
-        ]
-        return ValidationReport(
-            table.format.describe(), 0, columns, mapping, [], [], profiles, problems
-        )
-    if rows < k:
-        problems.append(
-            Problem(
-                "error",
-                f"The file has {rows} customer row{'s' * (rows != 1)}, fewer than the {k} segments "
-                "asked for. Upload more customers"
-                + (f" or choose at most {rows} segments." if rows >= 2 else "."),
-            )
-        )
 
+def column_kind(present: int, non_numeric: int) -> str:
+    """'empty' without values, 'numeric' when most values are numbers, else 'text'."""
+    if present == 0:
+        return "empty"
+    return "numeric" if non_numeric <= (1 - NUMERIC_SHARE) * present else "text"
+
+
+# ---- rules: plain profiles and counts in, problems out ------------------------------------
+
+
+def no_rows_problem() -> Problem:
+    """The file has a header and nothing else."""
+    return Problem(
+        "error",
+        "The file has a header but no customer rows. Export the table again with its data.",
+    )
+
+
+def row_count_problems(rows: int, k: int) -> list[Problem]:
+    """An error when there are fewer customers than segments asked for."""
+    if rows >= k:
+        return []
+    return [
+        Problem(
+            "error",
+            f"The file has {rows} customer row{'s' * (rows != 1)}, fewer than the {k} segments "
+            "asked for. Upload more customers"
+            + (f" or choose at most {rows} segments." if rows >= 2 else "."),
+        )
+    ]
+
+
+def text_features(
+    chosen: Sequence[str], profiles: Mapping[str, ColumnProfile], id_column: str | None
+) -> list[str]:
+    """The chosen features that hold text, whose refusal shows a few of their values."""
+    return [c for c in chosen if c != id_column and profiles[c].kind == "text"]
+
+
+def feature_problems(
+    chosen: Sequence[str],
+    profiles: Mapping[str, ColumnProfile],
+    rows: int,
+    id_column: str | None,
+    examples: Mapping[str, list[BadValue]],
+) -> tuple[list[str], list[Problem]]:
+    """The chosen features that can be clustered on, and why each other one cannot.
+
+    `examples` holds values that are not numbers of each text feature (text_features).
+    """
     usable: list[str] = []
+    problems: list[Problem] = []
     for column in chosen:
-        p = profiles[column]
-        if column == id_column:
-            problems.append(
-                Problem("error", f"'{column}' is the customer id; it cannot be a feature.", column)
-            )
-        elif p.kind == "empty":
-            problems.append(
-                Problem(
-                    "error",
-                    f"Column '{column}' has no values at all; it cannot be a feature. "
-                    "Fill it in or choose other features.",
-                    column,
-                )
-            )
-        elif p.kind == "text":
-            bad = _bad_values(table, column, id_column)
-            problems.append(
-                Problem(
-                    "error",
-                    f"Column '{column}' holds text, not numbers ({p.non_numeric:,} of "
-                    f"{rows - p.missing:,} values, e.g. {', '.join(_quoted(bad)) or '–'}); it "
-                    "cannot be a feature. "
-                    + (_decimal_comma_hint(bad) or "Choose numeric columns, or fix the export."),
-                    column,
-                )
-            )
-        elif p.minimum == p.maximum and rows > 1:
-            problems.append(
-                Problem(
-                    "warning",
-                    f"Column '{column}' has the same value ({_fmt(p.minimum)}) for every "
-                    "customer, so it cannot tell segments apart; it is left out.",
-                    column,
-                )
-            )
-        else:
+        problem = feature_problem(profiles[column], rows, id_column, examples.get(column, []))
+        if problem is None:
             usable.append(column)
+        else:
+            problems.append(problem)
+    return usable, problems
+
+
+def feature_problem(
+    profile: ColumnProfile, rows: int, id_column: str | None, examples: list[BadValue]
+) -> Problem | None:
+    """Why a chosen feature cannot be one (the customer id, no values, text) or is left out
+    (one value for every customer); None when it can be clustered on."""
+    column = profile.name
+    if column == id_column:
+        return Problem("error", f"'{column}' is the customer id; it cannot be a feature.", column)
+    if profile.kind == "empty":
+        return Problem(
+            "error",
+            f"Column '{column}' has no values at all; it cannot be a feature. "
+            "Fill it in or choose other features.",
+            column,
+        )
+    if profile.kind == "text":
+        return text_feature_problem(profile, rows, examples)
+    if profile.minimum == profile.maximum and rows > 1:
+        return constant_column_problem(profile)
+    return None
+
+
+def text_feature_problem(profile: ColumnProfile, rows: int, examples: list[BadValue]) -> Problem:
+    """A feature whose values are mostly not numbers, with a few of them."""
+    return Problem(
+        "error",
+        f"Column '{profile.name}' holds text, not numbers ({profile.non_numeric:,} of "
+        f"{rows - profile.missing:,} values, e.g. {', '.join(_quoted(examples)) or '–'}); it "
+        "cannot be a feature. "
+        + (_decimal_comma_hint(examples) or "Choose numeric columns, or fix the export."),
+        profile.name,
+    )
+
+
+def constant_column_problem(profile: ColumnProfile) -> Problem:
+    """A feature with one value for every customer, which is left out."""
+    return Problem(
+        "warning",
+        f"Column '{profile.name}' has the same value ({_fmt(profile.minimum)}) for every "
+        "customer, so it cannot tell segments apart; it is left out.",
+        profile.name,
+    )
+
+
+def nothing_to_segment_problems(
+    chosen: Sequence[str], usable: Sequence[str], problems: Sequence[Problem]
+) -> list[Problem]:
+    """An error when no feature is left to segment on and nothing in `problems` (those found
+    so far) already says why."""
     if (
         chosen
         and not usable
         and not any(p.level == "error" and p.column in chosen for p in problems)
     ):
-        problems.append(
+        return [
             Problem(
                 "error",
                 "No feature varies between customers; there is nothing "
                 "to segment on. Choose other columns.",
             )
-        )
+        ]
     if not chosen and not problems:
-        problems.append(Problem("error", "No numeric feature was chosen."))
+        return [Problem("error", "No numeric feature was chosen.")]
+    return []
 
-    for column in usable:
-        p = profiles[column]
-        if p.non_numeric:
-            bad = _bad_values(table, column, id_column)
-            p.bad_examples = _quoted(bad)
-            hint = _decimal_comma_hint(bad)
-            problems.append(
-                Problem(
-                    "warning",
-                    f"{p.non_numeric:,} value{'s' * (p.non_numeric != 1)} in '{column}' "
-                    f"{'are' if p.non_numeric != 1 else 'is'} not a number "
-                    f"(e.g. {', '.join(p.bad_examples)}); treated as missing."
-                    + (f" {hint}" if hint else ""),
-                    column,
-                )
-            )
-        missing = p.missing + p.non_numeric
-        if missing:
-            problems.append(
-                Problem(
-                    "warning",
-                    f"{missing:,} missing value{'s' * (missing != 1)} in '{column}' will be filled "
-                    f"with the median ({_fmt(p.median)}).",
-                    column,
-                )
-            )
-        if p.negatives:
-            problems.append(
-                Problem(
-                    "warning",
-                    f"{p.negatives:,} negative value{'s' * (p.negatives != 1)} in '{column}' "
-                    f"(lowest {_fmt(p.minimum)}); kept as they are. Check refunds or data entry.",
-                    column,
-                )
-            )
 
-    if id_column and not table.unique_ids:
-        duplicates, examples = _duplicate_ids(table, id_column)
-        if duplicates:
-            problems.append(
-                Problem(
-                    "warning",
-                    f"{duplicates:,} customer id{'s' * (duplicates != 1)} in '{id_column}' appear "
-                    f"more than once (e.g. {examples}); each row is segmented on its own.",
-                    id_column,
-                )
-            )
-    else:
-        duplicates = 0
-    # How the file was laid out comes first: it can explain the findings about values.
-    ragged = ragged_rows(table, stats if MALFORMED in df.columns else None)
-    problems[:0] = _ragged_problems(ragged) + _header_problems(table, profiles, rows, chosen)
+def repair_problems(
+    features: Sequence[ColumnProfile], examples: Mapping[str, list[BadValue]]
+) -> list[Problem]:
+    """Warnings about what will be repaired in the usable features, feature by feature.
 
-    categorical = [
+    `examples` holds values that are not numbers of each feature that has some.
+    """
+    problems: list[Problem] = []
+    for p in features:
+        problems += non_numeric_problems(p, examples.get(p.name, []))
+        problems += missing_problems(p)
+        problems += negative_problems(p)
+    return problems
+
+
+def non_numeric_problems(profile: ColumnProfile, examples: list[BadValue]) -> list[Problem]:
+    """Values of a feature that are not numbers, which are treated as missing."""
+    n = profile.non_numeric
+    if not n:
+        return []
+    hint = _decimal_comma_hint(examples)
+    return [
+        Problem(
+            "warning",
+            f"{n:,} value{'s' * (n != 1)} in '{profile.name}' "
+            f"{'are' if n != 1 else 'is'} not a number "
+            f"(e.g. {', '.join(_quoted(examples))}); treated as missing."
+            + (f" {hint}" if hint else ""),
+            profile.name,
+        )
+    ]
+
+
+def missing_problems(profile: ColumnProfile) -> list[Problem]:
+    """Missing values of a feature (not-numbers included), which the median fills."""
+    missing = profile.missing + profile.non_numeric
+    if not missing:
+        return []
+    return [
+        Problem(
+            "warning",
+            f"{missing:,} missing value{'s' * (missing != 1)} in '{profile.name}' will be filled "
+            f"with the median ({_fmt(profile.median)}).",
+            profile.name,
+        )
+    ]
+
+
+def negative_problems(profile: ColumnProfile) -> list[Problem]:
+    """Negative values of a feature, which are kept."""
+    n = profile.negatives
+    if not n:
+        return []
+    return [
+        Problem(
+            "warning",
+            f"{n:,} negative value{'s' * (n != 1)} in '{profile.name}' "
+            f"(lowest {_fmt(profile.minimum)}); kept as they are. Check refunds or data entry.",
+            profile.name,
+        )
+    ]
+
+
+def duplicate_id_problems(id_column: str | None, duplicates: int, examples: str) -> list[Problem]:
+    """Customer ids that appear more than once (`examples`: a few of them with their counts)."""
+    if not id_column or not duplicates:
+        return []
+    return [
+        Problem(
+            "warning",
+            f"{duplicates:,} customer id{'s' * (duplicates != 1)} in '{id_column}' appear "
+            f"more than once (e.g. {examples}); each row is segmented on its own.",
+            id_column,
+        )
+    ]
+
+
+def categorical_columns(
+    columns: Sequence[str], profiles: Mapping[str, ColumnProfile], id_column: str | None
+) -> list[str]:
+    """Text columns with a few distinct values (up to MAX_CATEGORIES), to profile segments by."""
+    return [
         c
         for c in columns
         if profiles[c].kind == "text"
         and c != id_column
         and 1 < (profiles[c].distinct or 0) <= MAX_CATEGORIES
     ]
-    return ValidationReport(
-        source=table.format.describe(),
-        rows=rows,
-        columns=columns,
-        mapping=mapping,
-        features=usable,
-        categorical=categorical,
-        profiles=profiles,
-        problems=problems,
-        duplicate_ids=duplicates,
-    )
 
 
-def _bad_values(table: Table, column: str, id_column: str | None) -> list[tuple[str, str | None]]:
-    """Up to three values of `column` that are not numbers, with their customer ids."""
-    df = table.df
-    bad = ~missing_expr(df, column) & number_expr(df, column).isNull()
-    picked = [F.col(f"`{column}`").cast("string").alias("value")]
-    if id_column:
-        picked.append(F.col(f"`{id_column}`").cast("string").alias("id"))
-    found = df.filter(bad).select(*picked).limit(3).collect()
-    return [(r["value"], r["id"] if id_column else None) for r in found]
-
-
-def _quoted(values: list[tuple[str, str | None]]) -> list[str]:
-    return [f"'{value[:40]}'" + (f" for customer {who}" if who else "") for value, who in values]
-
-
-def _decimal_comma_hint(values: list[tuple[str, str | None]]) -> str:
-    """What to do when numbers are written with a decimal comma ('12,50'), which is ambiguous."""
-    commas = [v for v, _ in values if _DECIMAL_COMMA.fullmatch(v.strip())]
-    if not commas:
-        return ""
-    return (
-        f"Values such as '{commas[0].strip()}' use a decimal comma, which is not read as a "
-        "number ('1,550' would be read as 1550): export the file with a decimal point (for "
-        "example with English number settings), or replace the commas with points."
-    )
-
-
-def _header_problems(
-    table: Table, profiles: Mapping[str, ColumnProfile], rows: int, chosen: Sequence[str]
+def header_problems(
+    columns: Sequence[str],
+    renamed: Sequence[tuple[int, str, str]],
+    profiles: Mapping[str, ColumnProfile],
+    rows: int,
+    chosen: Sequence[str],
 ) -> list[Problem]:
-    """Warnings about header names the file did not give: blank, repeated, or a saved index."""
+    """Warnings about header names the file did not give: blank, repeated, or a saved index.
+
+    `renamed` holds (position, name in the file, name used) of columns whose name was blank
+    or repeated (SourceFormat.renamed).
+    """
     problems = []
-    renamed = {new: (position, old) for position, old, new in table.format.renamed}
-    for column in table.columns:
+    by_name = {new: (position, old) for position, old, new in renamed}
+    for column in columns:
         p = profiles[column]
-        index_like = (
-            column not in chosen
-            and p.kind == "numeric"
-            and p.missing == 0
-            and p.non_numeric == 0
-            and p.minimum in (0, 1)
-            and p.maximum == p.minimum + rows - 1
-        )
-        where = renamed.get(column)
+        index_like = column not in chosen and _holds_row_numbers(p, rows)
+        where = by_name.get(column)
         row_numbers = (
             f"holds row numbers ({_fmt(p.minimum)} to {_fmt(p.maximum)}), an index saved with "
             "the table (pandas: to_csv(..., index=False) leaves it out); it is not used as a "
@@ -663,7 +777,18 @@ def _header_problems(
     return problems
 
 
-def _ragged_problems(ragged: RaggedRows | None) -> list[Problem]:
+def _holds_row_numbers(p: ColumnProfile, rows: int) -> bool:
+    """Whether a column counts the rows from 0 or 1, as an index saved with a table does."""
+    return (
+        p.kind == "numeric"
+        and p.missing == 0
+        and p.non_numeric == 0
+        and p.minimum in (0, 1)
+        and p.maximum == p.minimum + rows - 1
+    )
+
+
+def ragged_problems(ragged: RaggedRows | None) -> list[Problem]:
     """Rows with too many fields are refused (their values shifted); short rows are warned."""
     if ragged is None:
         return []
@@ -691,6 +816,43 @@ def _ragged_problems(ragged: RaggedRows | None) -> list[Problem]:
             )
         )
     return problems
+
+
+# ---- what the rules quote, fetched from the data --------------------------------------------
+
+
+def _bad_values_of(
+    table: Table, columns: Sequence[str], id_column: str | None
+) -> dict[str, list[BadValue]]:
+    """Up to three values that are not numbers of each of `columns`."""
+    return {column: _bad_values(table, column, id_column) for column in columns}
+
+
+def _bad_values(table: Table, column: str, id_column: str | None) -> list[BadValue]:
+    """Up to three values of `column` that are not numbers, with their customer ids."""
+    df = table.df
+    bad = ~missing_expr(df, column) & number_expr(df, column).isNull()
+    picked = [F.col(f"`{column}`").cast("string").alias("value")]
+    if id_column:
+        picked.append(F.col(f"`{id_column}`").cast("string").alias("id"))
+    found = df.filter(bad).select(*picked).limit(3).collect()
+    return [(r["value"], r["id"] if id_column else None) for r in found]
+
+
+def _quoted(values: list[BadValue]) -> list[str]:
+    return [f"'{value[:40]}'" + (f" for customer {who}" if who else "") for value, who in values]
+
+
+def _decimal_comma_hint(values: list[BadValue]) -> str:
+    """What to do when numbers are written with a decimal comma ('12,50'), which is ambiguous."""
+    commas = [v for v, _ in values if _DECIMAL_COMMA.fullmatch(v.strip())]
+    if not commas:
+        return ""
+    return (
+        f"Values such as '{commas[0].strip()}' use a decimal comma, which is not read as a "
+        "number ('1,550' would be read as 1550): export the file with a decimal point (for "
+        "example with English number settings), or replace the commas with points."
+    )
 
 
 def _duplicate_ids(table: Table, id_column: str) -> tuple[int, str]:
