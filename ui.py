@@ -134,16 +134,18 @@ def owner() -> str:
     settings = AccessSettings.from_env()
     if not settings.per_user:
         return SHARED_OWNER
-    email = None
+    email: str | None = None
     with contextlib.suppress(Exception):  # st.user needs authentication to be configured
-        email = st.user.email if st.user.is_logged_in else None
-    token = st.session_state.get("visitor") or st.query_params.get("visitor")
+        claim = st.user.email if st.user.is_logged_in else None
+        email = claim if isinstance(claim, str) else None
+    token: str | None = st.session_state.get("visitor") or st.query_params.get("visitor")
     try:
         found = owner_for(settings, email, token)
     except SegmentationError:  # first visit, or a mangled link: a new private link
         token = new_visitor_token()
         found = owner_for(settings, email, token)
     if not email:
+        assert token is not None  # owner_for accepts no visitor without a valid token
         st.session_state["visitor"] = token
         if st.query_params.get("visitor") != token:
             st.query_params["visitor"] = token  # the address keeps the visitor across reloads
@@ -338,7 +340,9 @@ def results_of(job: Job, k: int | None = None) -> Results:
     else:
         folder = str(sweep.folder(k or sweep.suggested_k or sweep.ks[0]))
     results = _results(folder)
-    names = services().store.get(job.id).segment_names.get(results.k, {})
+    stored = services().store.get(job.id)
+    assert stored is not None  # the job was just picked from the store's list
+    names = stored.segment_names.get(results.k, {})
     return results.with_names(names)
 
 
@@ -370,10 +374,17 @@ def validation(
 ) -> tuple[ValidationReport, dict | None]:
     """The validation report for these settings, and how an order log became customers."""
     options = {key: value for key, value in load if value}
-    if options.get("reference_date"):
-        options["reference_date"] = date.fromisoformat(options["reference_date"])
+    reference = options.get("reference_date")
+    reference_date = date.fromisoformat(reference) if reference else None
     with engine_errors():
-        table, origin = load_customer_table(services().engine.session(), path, **options)
+        table, origin = load_customer_table(
+            services().engine.session(),
+            path,
+            input_kind=options.get("input_kind", "auto"),
+            date_format=options.get("date_format"),
+            reference_date=reference_date,
+            attributes=options.get("attributes"),
+        )
         if origin and not features:
             features = TRANSACTION_FEATURES
         return validate(table, k, features, dict(overrides)), origin

@@ -1,7 +1,7 @@
 """How fast and how lean a segmentation and a k sweep are next to pandas + scikit-learn doing the
 same work.
 
-    python benchmarks/bench_pipeline.py [--runs 1000000] [--sweeps 100000,1000000]
+    python -m benchmarks.bench_pipeline [--runs 1000000] [--sweeps 100000,1000000]
                                         [--repeats 3] [--data-dir benchmarks/data]
 
 The baseline is benchmarks/baseline.py, measured in the same run on the same synthetic file: for
@@ -34,11 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere, without installing the package
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
+    ROOT,
     SEGMENTS,
     WARMUP_ROWS,
     PeakMemory,
@@ -168,7 +165,7 @@ def warm(work: Work, path: Path, warmup: Path, repeats: int, driver_memory: str)
     """The warm measurements, in a worker process of their own (the driver's memory is fixed
     when its JVM starts)."""
     done = run_process(
-        [sys.executable, __file__, "--warm-worker", work.kind, str(path), "--warmup",
+        [sys.executable, "-m", "benchmarks.bench_pipeline", "--warm-worker", work.kind, str(path), "--warmup",
          str(warmup), "--repeats", str(repeats), "--driver-memory", driver_memory]
     )  # fmt: skip
     line = next(x for x in done.output.splitlines() if x.startswith(RESULT))

@@ -1,6 +1,6 @@
 """Ten million customers in local mode: one pipeline run with a 2 GB driver.
 
-    python benchmarks/bench_scale.py [--rows 10000000] [--driver-memory 2g] [--repeats 1]
+    python -m benchmarks.bench_scale [--rows 10000000] [--driver-memory 2g] [--repeats 1]
                                      [--data-dir benchmarks/data]
 
 Run it as its own process: the driver's memory is fixed when the JVM starts, so the script sets
@@ -17,14 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere, without installing the package
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     MB,
     SAMPLE_EVERY,
     WARMUP_ROWS,

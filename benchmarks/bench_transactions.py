@@ -1,6 +1,6 @@
 """Order logs to customer tables: how long Spark takes to aggregate millions of order lines.
 
-    python benchmarks/bench_transactions.py [--lines 1000000,10000000] [--repeats 3]
+    python -m benchmarks.bench_transactions [--lines 1000000,10000000] [--repeats 3]
                                             [--pandas-up-to 1000000] [--data-dir benchmarks/data]
 
 The logs come from segmentation.synthetic.write_transactions (about 15.6 lines per customer:
@@ -16,15 +16,10 @@ from __future__ import annotations
 
 import argparse
 import gc
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere, without installing the package
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     MB,
     SAMPLE_EVERY,
     Laps,

@@ -1,7 +1,7 @@
 """What the benchmarks share: cached synthetic inputs, the warm SparkSession, a peak-memory
 sampler, stage clocks, scikit-learn's version of the pipeline's steps and table printing.
 
-Every benchmark runs as a script (`python benchmarks/bench_*.py`) and prints medians, never
+Every benchmark runs as a module from the repository root (`python -m benchmarks.bench_pipeline`) and prints medians, never
 asserts: the figures depend on the machine and on what else runs on it.
 """
 

@@ -1,7 +1,7 @@
 """Capping or log(1 + x) for skewed spend and order counts: the figures behind the default, on
 a real order log.
 
-    python benchmarks/skew_treatment.py [--k 4] [--seeds 3]
+    python -m benchmarks.skew_treatment [--k 4] [--seeds 3]
 
 The log is CDNOW (69,659 order lines of 23,570 customers of a CD shop, 1997-1998), the file the
 `lifetimes` package ships (requirements-dev.txt installs it; nothing is downloaded). It runs
@@ -21,19 +21,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere, without installing the package
-    sys.path.insert(0, str(ROOT))
+import numpy as np
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from benchmarks.common import median, print_table  # noqa: E402
-from tests.helpers import cdnow_csv  # noqa: E402
+from benchmarks.common import median, print_table
+from tests.helpers import cdnow_csv
 
 TREATMENTS = {"cap": (), "log": None}  # log_features: none, or the automatic choice
 

@@ -6,7 +6,7 @@ at a 1366 px laptop width; then a sweep of k=2..10 of a real shop's order log (C
 `lifetimes` package) on Results and Visualization, and a sweep of 100,000 synthetic customers
 shown on Results while its later k are still being measured:
 
-    python docs/take_screenshots.py [--out docs/screenshots]
+    python -m docs.take_screenshots [--out docs/screenshots]
 
 Needs Debian's Chromium (`apt-get install chromium`); emoji in tables need fonts-noto-color-emoji.
 """
@@ -15,17 +15,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from playwright.sync_api import Page, expect, sync_playwright
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
-
-from segmentation.synthetic import write_customers  # noqa: E402
-from tests.browser import (  # noqa: E402
+from segmentation.synthetic import write_customers
+from tests.browser import (
     JOB_TIMEOUT_MS,
     SAMPLE_CUSTOMERS,
     active_job,
@@ -42,8 +38,9 @@ from tests.browser import (  # noqa: E402
     wait_for_report,
     wait_until_idle,
 )
-from tests.helpers import cdnow_csv  # noqa: E402
+from tests.helpers import cdnow_csv
 
+ROOT = Path(__file__).resolve().parent.parent
 MAX_BYTES = 400_000
 
 

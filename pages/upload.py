@@ -1,5 +1,7 @@
 """Upload: a customer table in, a validation report out, then the job's settings and Start."""
 
+from pathlib import Path
+
 import streamlit as st
 
 import ui
@@ -51,6 +53,7 @@ by_location = (
     )
     == "A location the cluster reads"
 )
+path: Path | str
 try:
     if by_location:
         st.caption(ui.plain("Allowed: " + ", ".join(roots)))
@@ -74,12 +77,12 @@ with st.expander("Customer table or order log", expanded=ui.looks_like_order_log
             INPUT_KINDS,
             default="auto",
             key="input-kind",
-            format_func=KIND_LABELS.get,
+            format_func=KIND_LABELS.__getitem__,
         )
         or "auto"
     )
     left, middle, right = st.columns(3)
-    date_format = left.selectbox("Order dates", DATE_CHOICES, format_func=DATE_LABELS.get)
+    date_format = left.selectbox("Order dates", DATE_CHOICES, format_func=DATE_LABELS.__getitem__)
     reference = middle.date_input(
         "Count recency to", value=None, help="Default: the day after the last order in the log."
     )
@@ -88,11 +91,13 @@ with st.expander("Customer table or order log", expanded=ui.looks_like_order_log
         type=["csv", "gz", "parquet"],
         help="E.g. Age, Gender, Region per customer id.",
     )
+reference_date = reference.isoformat() if reference else None
+attributes_path = str(ui.saved_upload(attributes)) if attributes else None
 load = {
     "input_kind": kind,
     "date_format": date_format,
-    "reference_date": reference.isoformat() if reference else None,
-    "attributes": str(ui.saved_upload(attributes)) if attributes else None,
+    "reference_date": reference_date,
+    "attributes": attributes_path,
 }
 try:
     base, origin = ui.validation(str(path), MIN_K, None, (), tuple(load.items()))
@@ -112,7 +117,7 @@ st.subheader("Columns")
 st.caption(ui.plain(f"{base.rows:,} rows · {len(base.columns)} columns · {base.source}"))
 detected = base.mapping
 role_columns = st.columns(len(ROLE_LABELS))
-overrides = {}
+overrides: dict[str, str] = {}
 for slot, (role, label) in zip(role_columns, ROLE_LABELS.items(), strict=True):
     options = [NO_COLUMN, *base.columns]
     chosen = slot.selectbox(
@@ -143,6 +148,7 @@ with st.container(border=True):
         help="Fits every k in the range on "
         "one prepared table; you can then switch between them instantly.",
     )
+    k_range: tuple[int, int] | None
     if explore:
         k_range = left.slider("Range of k", MIN_K, most, (MIN_K, min(10, most)))
         stability = left.number_input(
@@ -157,7 +163,7 @@ with st.container(border=True):
     else:
         k = left.slider("Number of segments (k)", MIN_K, most, min(4, most))
         k_range, stability = None, 0
-    outliers = middle.radio("Outliers", OUTLIER_POLICIES, format_func=OUTLIER_HELP.get)
+    outliers = middle.radio("Outliers", OUTLIER_POLICIES, format_func=OUTLIER_HELP.__getitem__)
     seed = right.number_input(
         "Random seed",
         min_value=0,
@@ -190,8 +196,8 @@ except SegmentationError as error:
 st.subheader("Validation report")
 if report is None:  # nothing numeric to choose: say why (e.g. no rows), else what to do
     hinted = {ROLE_LABELS[r] for r in DEFAULT_FEATURE_ROLES}  # missing columns, shown above
-    for problem in [p for p in base.errors if p.column not in hinted] or [None]:
-        message = problem.message if problem else "Choose at least one numeric feature."
+    shown = [p.message for p in base.errors if p.column not in hinted]
+    for message in shown or ["Choose at least one numeric feature."]:
         st.error(ui.plain(message), icon=":material/error:")
 else:
     for problem in report.errors:
@@ -220,7 +226,10 @@ if st.button(
         column_mapping=overrides,
         k_range=k_range,
         stability_seeds=int(stability),
-        **load,
+        input_kind=kind,
+        date_format=date_format,
+        reference_date=reference_date,
+        attributes=attributes_path,
     )
     ui.start_job(path, name, params)
     st.switch_page(ui.MONITOR)

@@ -486,7 +486,8 @@ def segment_splits(splits: pd.DataFrame, names: Mapping[int, Mapping[int, str]])
     _require_rows(splits, "A split diagram needs at least two numbers of segments.")
     _require_columns(splits, ["k", "source", "target", "count"], "splits")
     nodes: dict[tuple[int, int], int] = {}
-    labels, colors = [], []
+    labels: list[str] = []
+    colors: list[str] = []
 
     def node(k: int, segment: int) -> int:
         if (k, segment) not in nodes:

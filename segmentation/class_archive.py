@@ -101,7 +101,9 @@ def make(archive: Path) -> bool:
     os.environ[DUMP_TO] = str(partial)
     try:
         spark = get_spark()
-        jvm = SparkContext._gateway.proc
+        gateway = SparkContext._gateway
+        assert gateway is not None  # get_spark() launched the JVM
+        jvm = gateway.proc
         with tempfile.TemporaryDirectory() as scratch:
             customers = Path(scratch) / "customers.csv"
             write_customers(customers, 2000, seed=1)

@@ -11,8 +11,10 @@ import logging
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 from segmentation.errors import EngineError, InputError, SegmentationError
+from segmentation.session import stop_spark
 
 EXIT_INVALID_INPUT = 2
 EXIT_ENGINE = 3
@@ -228,6 +230,17 @@ def _sample(args: argparse.Namespace) -> int:
     write_customers(args.out, args.rows, segments=args.segments, seed=args.seed)
     print(f"wrote {args.rows:,} synthetic customers ({args.segments} segments) to {args.out}")
     return 0
+
+
+def console() -> NoReturn:
+    """The `segmentation` command, `python -m segmentation` and spark-submit's script: `main`'s
+    exit code once the Spark session is stopped (an open Spark Connect client can hang at exit,
+    when finalizers of fitted models call the server to release them)."""
+    try:
+        code = main()
+    finally:
+        stop_spark()
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

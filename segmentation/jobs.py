@@ -23,8 +23,8 @@ from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -82,7 +82,7 @@ CREATE INDEX IF NOT EXISTS job_messages_by_job ON job_messages (job_id, id);
 """
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     """Where a job is in its life; the value is what the database stores."""
 
     QUEUED = "queued"
@@ -92,15 +92,16 @@ class JobState(str, Enum):
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 
 
+def _at(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
 def _when(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+    return None if ts is None else _at(ts)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ class Job:
         """Seconds from start to finish (to now while running); None before it starts."""
         if self.started_at is None:
             return None
-        end = self.finished_at or datetime.now(timezone.utc)
+        end = self.finished_at or datetime.now(UTC)
         return max(0.0, (end - self.started_at).total_seconds())
 
     @classmethod
@@ -151,7 +152,7 @@ class Job:
             progress=row["progress"],
             error=row["error"],
             result_dir=row["result_dir"],
-            created_at=_when(row["created_at"]),
+            created_at=_at(row["created_at"]),
             started_at=_when(row["started_at"]),
             finished_at=_when(row["finished_at"]),
             timings=json.loads(row["timings"]),
@@ -322,6 +323,7 @@ class JobStore:
         owner: str = "local",
     ) -> Job:
         """Record a new queued job; hand its id to a JobRunner to run it."""
+        path: Path | str
         if "://" in str(input_path) and not str(input_path).startswith("file://"):
             path = str(input_path)  # a cluster location: the cluster checks it when the job runs
         else:
@@ -374,7 +376,7 @@ class JobStore:
                 "SELECT ts, stage, message FROM job_messages WHERE job_id = ? ORDER BY id",
                 (job_id,),
             ).fetchall()
-        return [JobMessage(_when(r["ts"]), r["stage"], r["message"]) for r in rows]
+        return [JobMessage(_at(r["ts"]), r["stage"], r["message"]) for r in rows]
 
     def add_message(self, job_id: str, stage: str, message: str) -> None:
         """Append a line to a job's log without changing its progress."""

@@ -53,7 +53,7 @@ def sample_rows(
     picked = df.select(*columns)
     if total > rows:
         picked = picked.sample(fraction=min(1.0, 1.1 * rows / total), seed=seed).limit(rows)
-    found = picked.toPandas()
+    found: pd.DataFrame = picked.toPandas()
     found.attrs = {}  # Spark Connect keeps query metrics here; not JSON
     return found
 

@@ -79,7 +79,11 @@ def memberships(
     columns, how each cluster's customers fall into the RFM segments."""
     ks = sorted(centres)
     labels = [label(k) for k in ks]
-    picked = [*_labels(columns, centres), *columns, F.expr(_squared_norm(columns)).alias("__q")]
+    picked: list[str | Column] = [
+        *_labels(columns, centres),
+        *columns,
+        F.expr(_squared_norm(columns)).alias("__q"),
+    ]
     keys = list(labels)
     scores = [name for name in rfm or {} if name != "rfm_segment"]
     if rfm:
@@ -92,7 +96,7 @@ def memberships(
         ]
         picked.append(F.explode(F.array(*pairs)).alias("__pair"))
         keys += ["__pair.column", "__pair.value"]
-    groups = (
+    groups: pd.DataFrame = (
         df.select(*picked)
         .groupBy(*keys)
         .agg(
@@ -329,7 +333,7 @@ def supplement(
         ).alias(f"__take{k}")
         for k in ks
     ]
-    found = (
+    found: pd.DataFrame = (
         df.select(*keep, *columns, *_labels(columns, {k: centres[k] for k in ks}))
         .withColumn("__u", F.rand(seed))
         .select("*", *draws)
@@ -351,7 +355,7 @@ def agreement(
     ks = sorted(first)
     other = [cluster_of(columns, second[k]).alias(f"__d{k}") for k in ks]
     keys = [*[label(k) for k in ks], *[f"__d{k}" for k in ks]]
-    groups = (
+    groups: pd.DataFrame = (
         df.select(*_labels(columns, first), *other)
         .groupBy(*keys)
         .agg(F.count(F.lit(1)).alias("n"))

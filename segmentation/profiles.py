@@ -81,7 +81,7 @@ def reason(profile: SegmentProfile, roles: Mapping[str, str]) -> str:
     """The two or three strongest traits in words, e.g. 'spend +1.4σ, last order 9 days ago'."""
     role_of = {column: role for role, column in roles.items()}
     ranked = sorted(profile.z.items(), key=lambda item: -abs(item[1]))
-    parts = []
+    parts: list[str] = []
     for feature, z in ranked[:3]:
         if abs(z) < TRAIT_THRESHOLD and parts:
             break

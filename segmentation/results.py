@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -123,6 +123,7 @@ def write_results(
         progress(0.8, "Writing profiles and the chart sample")
         seg.segments.to_csv(partial / SEGMENTS, index=False)
         seg.mix.to_csv(partial / MIX, index=False)
+        assert seg.sample is not None  # every measured k has its chart sample drawn
         seg.sample.to_parquet(partial / SAMPLE, index=False)
         if seg.rfm is not None:
             seg.rfm.to_csv(partial / RFM, index=False)
@@ -151,7 +152,7 @@ def _manifest(
     return jsonable(
         {
             "format_version": 1,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "input": {
                 "name": display_name(source),
                 "location": source,

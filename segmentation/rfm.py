@@ -56,7 +56,7 @@ class RfmScores:
 
     def _above(self, role: str) -> Column:
         column = F.col(self.values[role])
-        return sum((column > F.lit(cut)).cast("int") for cut in self.cuts[role])
+        return sum(((column > F.lit(cut)).cast("int") for cut in self.cuts[role]), F.lit(0))
 
     def scores(self) -> dict[str, Column]:
         """Each customer's r_score, f_score, m_score (1..5) and rfm_segment."""

@@ -641,6 +641,7 @@ def build_customer_table(
                 + problems
             )
         last = report.last_date
+        assert last is not None  # some customer has a purchase with a readable date
         reference = reference_date or last + timedelta(days=1)
         if reference < last:
             raise InputError(

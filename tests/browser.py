@@ -29,6 +29,7 @@ from pathlib import Path
 from playwright.sync_api import Browser, Locator, Page, Playwright, expect
 
 from segmentation.preparation import STAGES
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CUSTOMERS = ROOT / "sample_data" / "sample_customers.csv"
@@ -156,15 +157,15 @@ def app_server(
             command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while not _healthy(url):
+
+        def healthy() -> bool:
             if process.poll() is not None:
                 raise RuntimeError(
                     f"streamlit exited with {process.returncode}:\n{log.read_text()}"
                 )
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit not healthy after {SERVER_START_TIMEOUT:.0f} s")
-            time.sleep(0.25)
+            return _healthy(url)
+
+        wait_until(healthy, SERVER_START_TIMEOUT, "a healthy streamlit server", every=0.25)
         yield AppServer(url, workspace, log, process.pid)
     finally:
         _stop(process)

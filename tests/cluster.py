@@ -23,6 +23,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.helpers import wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 120.0  # seconds for a server to listen; JVMs start slowly on a busy 2-core box
 RUN_TIMEOUT = 300.0  # seconds for one segmentation run, JVM start included
@@ -140,18 +142,19 @@ class Server:
 
     def wait_until(self, ready, what: str, timeout: float = START_TIMEOUT) -> None:
         """Poll `ready()` until it is true; fail with the log if the process dies or time runs out."""
-        deadline = time.monotonic() + timeout
-        while not ready():
+
+        def alive_and_ready() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(
                     f"{self.name} exited with {self.process.returncode} before {what}:\n"
                     f"{tail(self.log)}"
                 )
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{self.name}: no {what} after {timeout:.0f} s:\n{tail(self.log)}"
-                )
-            time.sleep(0.5)
+            return ready()
+
+        try:
+            wait_until(alive_and_ready, timeout, f"{self.name}: {what}", every=0.5)
+        except AssertionError as timed_out:
+            raise RuntimeError(f"{timed_out}:\n{tail(self.log)}") from None
 
     def stop(self) -> None:
         stop_group(self.process)

@@ -14,6 +14,14 @@ os.environ.setdefault("SPARK_MASTER", "local[2]")
 os.environ.setdefault("SPARK_CLASS_ARCHIVE", "off")
 
 BROWSER_MODULES = {"tests.test_browser", "tests.test_faults"}
+SLOW_KINDS = ("browser", "cluster", "faults", "soak")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser, cluster, fault and soak tests are slow by nature: the fast tier leaves them out."""
+    for item in items:
+        if any(item.get_closest_marker(kind) for kind in SLOW_KINDS):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

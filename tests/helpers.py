@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 
@@ -12,6 +15,21 @@ from segmentation.synthetic import make_customers
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data" / "sample_data.csv"
 SAMPLE_CUSTOMERS = ROOT / "sample_data" / "sample_customers.csv"
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, every: float = 0.1) -> T:
+    """Poll `condition` until it returns something truthy, and return that; fail after `timeout`
+    seconds saying what never happened. Tests wait for a condition, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
 
 
 def synthetic_csv(path: Path, n: int = 400, segments: int = 4, seed: int = 3, **kwargs):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import ROOT, SAMPLE
+from tests.helpers import ROOT, SAMPLE, wait_until
 
 PAGES = [
     "pages/home.py",
@@ -38,15 +37,14 @@ def app() -> AppTest:
 
 
 def wait_for(job_id: str, timeout: float = 240):
+    """The job, once it has finished (succeeded, failed or cancelled)."""
     import ui
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def finished():
         job = ui.services().store.get(job_id)
-        if not job.is_active:
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+        return None if job.is_active else job
+
+    return wait_until(finished, timeout, f"job {job_id} to finish", every=0.5)
 
 
 def texts(at: AppTest) -> str:
@@ -114,8 +112,10 @@ def test_sample_flow_runs_a_real_job_through_spark_to_results():
 def test_renamed_segments_are_kept_and_exported():
     import ui
 
-    job = ui.viewable_jobs()[0]
-    at = app().run()
+    job = wait_for(ui.start_sample_job().id)
+    at = app()
+    at.session_state["job_id"] = job.id
+    at.run()
     at.switch_page("pages/results.py").run()
     at.text_input[0].set_value("Our best customers")
     next(b for b in at.get("form_submit_button")).click().run()
@@ -223,6 +223,7 @@ def test_dataset_location_is_read_only_under_the_allowed_roots(tmp_path, monkeyp
     assert wait_for(job.id).state.value == "succeeded"
 
 
+@pytest.mark.slow  # order logs run in process in test_transactions; this adds the page
 def test_an_order_log_upload_builds_customers_and_runs_to_results(tmp_path):
     import ui
     from segmentation.synthetic import write_transactions

@@ -21,7 +21,19 @@ from segmentation.cli import main
 from tests.bad_inputs import CORPUS, Case, write_corpus
 from tests.helpers import ROOT
 
-CASES = [pytest.param(case, id=case.name) for case in CORPUS]
+# The fast tier runs these (refusals, encodings, repairs); the whole corpus is marked slow.
+QUICK = {
+    "empty",
+    "xlsx_renamed",
+    "near_miss_spendings",
+    "text_instead_of_numbers",
+    "latin1",
+    "duplicate_customer_ids",
+}
+CASES = [
+    pytest.param(case, id=case.name, marks=() if case.name in QUICK else pytest.mark.slow)
+    for case in CORPUS
+]
 BY_NAME = {case.name: case for case in CORPUS}
 
 
@@ -118,7 +130,7 @@ def test_command_line_in_a_real_process_prints_no_traceback(corpus):
 # ---- the Upload page ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", CORPUS, ids=[case.name for case in CORPUS])
+@pytest.mark.parametrize("case", CASES)
 def test_upload_page(case: Case, corpus, workspace):
     import ui
 

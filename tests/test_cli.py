@@ -6,6 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from tests.helpers import ROOT, SAMPLE
 
@@ -21,13 +24,14 @@ def cli(*args, timeout=300, env=None):
     )
 
 
+@pytest.mark.slow  # a process of its own: a new JVM
 def test_run_writes_results_and_prints_the_segments(tmp_path):
     out = tmp_path / "res"
     done = cli(
         "run", str(SAMPLE), "--k", "3", "--seed", "1", "--outliers", "remove", "--out", str(out)
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "30 customers in 3 segments" in done.stdout or "customers in 3 segments" in done.stdout
+    assert done.stdout.splitlines()[0] == f"30 customers in 3 segments -> {out}"
     assert "silhouette (squared Euclidean)" in done.stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["params"]["k"] == 3 and manifest["params"]["seed"] == 1
@@ -37,6 +41,22 @@ def test_run_writes_results_and_prints_the_segments(tmp_path):
     assert (out / "customers.csv").exists() and (out / "segments.csv").exists()
 
 
+def test_the_installed_command_is_the_same_command_line(tmp_path):
+    """`pip install -e .` installs the `segmentation` command beside the interpreter."""
+    command = Path(sys.executable).parent / "segmentation"
+    out = tmp_path / "few.csv"
+    done = subprocess.run(
+        [str(command), "sample", str(out), "--rows", "12", "--seed", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == f"wrote 12 synthetic customers (4 segments) to {out}\n"
+    assert len(out.read_text().splitlines()) == 13
+
+
+@pytest.mark.slow  # a process of its own: a new JVM
 def test_spark_and_the_jvm_write_to_the_engine_log_not_to_the_terminal(tmp_path):
     home = tmp_path / "home"
     done = cli(
@@ -55,6 +75,7 @@ def test_spark_and_the_jvm_write_to_the_engine_log_not_to_the_terminal(tmp_path)
     assert " INFO SparkContext: " in text  # Spark's own log lines
 
 
+@pytest.mark.slow  # a process of its own: a new JVM
 def test_invalid_input_exits_2_with_the_message_and_no_traceback(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("Age,Spendings,Recency,Frequency\n1,2,3,4\n2,3,4,5\n")
@@ -85,6 +106,7 @@ def test_sample_command_writes_synthetic_customers(tmp_path):
     assert out.read_text().count("\n") == 501
 
 
+@pytest.mark.slow  # a process of its own: a new JVM
 def test_order_log_with_attributes_through_the_command_line(tmp_path):
     import pandas as pd
 

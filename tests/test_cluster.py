@@ -26,10 +26,13 @@ from tests.helpers import ROOT, SAMPLE
 K, SEED = 3, 7
 METRICS = ("silhouette", "calinski_harabasz", "davies_bouldin", "within_ss")
 
-pytestmark = pytest.mark.skipif(
-    (java_version(shutil.which("java") or "java") or 0) < 17,
-    reason="the cluster tests run the servers on a system Java 17+ (`java` on PATH)",
-)
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(
+        (java_version(shutil.which("java") or "java") or 0) < 17,
+        reason="the cluster tests run the servers on a system Java 17+ (`java` on PATH)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from contextlib import closing, suppress
 from pathlib import Path
 
@@ -49,27 +48,17 @@ from tests.browser import (
     wait_for_done,
     wait_for_report,
 )
-from tests.helpers import ROOT, SAMPLE
+from tests.helpers import ROOT, SAMPLE, wait_until
 
 # Stages in the middle of a run: past reading and checking the file, before the job is over.
+pytestmark = pytest.mark.faults
+
 MID_RUN = ("clustering", "evaluation", "profiling", "saving")
 BIG_ROWS = 50_000  # a browser job whose results take a few seconds to write
 JVM_KILL_ROWS = 5_000
 HUGE_FIELD_CHARS = 300_000_000
 SCENARIO_TIMEOUT = 240.0
 QUICK = {"k": 3, "seed": 42, "max_iter": 10}  # job parameters for the runs the test controls
-
-
-def wait_until(condition: Callable[[], object], timeout: float, what: str, every: float = 0.1):
-    """Poll `condition` until it returns something truthy (returned), for at most `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def one_line(error: str | None) -> None:

@@ -21,8 +21,8 @@ from segmentation.jobs import (
     short_reason,
     workspace_dir,
 )
+from tests.helpers import SAMPLE, wait_until
 
-SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "sample_data.csv"
 CSV = b"CustomerID,Age,Spend\n1,45,1550\n2,38,820\n"
 
 
@@ -39,14 +39,6 @@ def upload(store) -> Path:
 def rows(store: JobStore, sql: str, *args) -> list[tuple]:
     with sqlite3.connect(store.database) as conn:
         return conn.execute(sql, args).fetchall()
-
-
-def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_workspace_dir_follows_segmentation_home(tmp_path, monkeypatch):
@@ -261,7 +253,7 @@ def test_cancel_interrupts_a_long_spark_job(store, upload, spark, make_runner):
     runner.submit(job.id)
     assert started.wait(30)
     tracker = spark.sparkContext.statusTracker()
-    wait_until(lambda: tracker.getActiveJobsIds(), what="the Spark job to run")
+    wait_until(lambda: tracker.getActiveJobsIds(), 30, "the Spark job to run")
 
     asked = time.monotonic()
     assert runner.cancel(job.id)
@@ -273,7 +265,7 @@ def test_cancel_interrupts_a_long_spark_job(store, upload, spark, make_runner):
     assert finished.stage == "summing"
     messages = [m.message for m in store.messages(job.id)]
     assert "Cancelling..." in messages and "never reached" not in messages
-    wait_until(lambda: not tracker.getActiveJobsIds(), what="Spark to go idle")
+    wait_until(lambda: not tracker.getActiveJobsIds(), 30, "Spark to go idle")
     # The shared session is still usable, and this thread carries no job tag.
     assert spark.range(1000).selectExpr("sum(id) AS s").collect()[0]["s"] == 499500
     assert spark.getTags() == set()
@@ -362,7 +354,7 @@ def test_queued_jobs_have_positions_and_can_be_cancelled_before_they_start(
     first, second, third = (store.create(upload, "c.csv", {}) for _ in range(3))
     for job in (first, second, third):
         runner.submit(job.id)
-    wait_until(lambda: ran == [first.id], what="the first job to start")
+    wait_until(lambda: ran == [first.id], 30, "the first job to start")
 
     assert runner.queue_position(first.id) is None
     assert runner.queue_position(second.id) == 1

@@ -20,6 +20,8 @@ from tests.helpers import cdnow_csv
 from tests.test_cli import cli
 from tests.test_rfm import check_rfm
 
+pytestmark = pytest.mark.slow  # 69,659 order lines through the command line: minutes
+
 
 @pytest.fixture(scope="module")
 def cdnow(tmp_path_factory) -> tuple[Path, pd.DataFrame]:

@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -20,7 +19,7 @@ from segmentation.session import (
     parse_conf,
     resolve_java_home,
 )
-from tests.helpers import ROOT
+from tests.helpers import ROOT, wait_until
 
 
 def test_settings_from_environment():
@@ -58,6 +57,7 @@ def test_bundled_runtime_from_pypi_is_used_when_the_system_has_none(tmp_path):
     assert (java_version(os.path.join(home, "bin", "java")) or 0) >= 17
 
 
+@pytest.mark.slow  # a JVM of its own
 def test_spark_starts_on_the_pypi_java_alone(tmp_path):
     """A fresh process with no system Java on PATH still gets a working engine."""
     no_java = tmp_path / "bin"  # every system command but java
@@ -125,6 +125,7 @@ ENGINE_ARGUMENTS = (
 )
 
 
+@pytest.mark.slow  # builds a class archive: minutes
 def test_the_first_engine_makes_a_class_archive_that_later_engines_map(tmp_path):
     """Spark's JVM starts about twice as fast from a class-data-sharing archive: the first start
     on a machine makes it in the background, later starts map it."""
@@ -145,10 +146,12 @@ def test_the_first_engine_makes_a_class_archive_that_later_engines_map(tmp_path)
 
     folder = tmp_path / "engine" / "class-archive"
     assert "SharedArchiveFile" not in engine_arguments()  # none yet: it is being made
-    deadline = time.monotonic() + 300
-    while not list(folder.glob("*.jsa")) or list(folder.glob("*.lock")):
-        assert time.monotonic() < deadline, "no class archive after 5 minutes"
-        time.sleep(1)
+    wait_until(
+        lambda: list(folder.glob("*.jsa")) and not list(folder.glob("*.lock")),
+        300,
+        "the class archive",
+        every=1,
+    )
     (archive,) = folder.glob("*.jsa")
     assert f"-XX:SharedArchiveFile={archive}" in engine_arguments()
     latest = max((tmp_path / "engine" / "logs").glob("spark-*.log"))

@@ -12,9 +12,12 @@ import time
 
 import numpy as np
 import psutil
+import pytest
 
 from segmentation.jobs import JobRunner, JobState, JobStore, run_pipeline_job
 from tests.helpers import SAMPLE
+
+pytestmark = pytest.mark.soak
 
 JOBS = 50
 # Memory is read every few jobs once the first ones have compiled their query classes and begun

@@ -161,7 +161,10 @@ def test_a_k_whose_segments_change_with_the_seed_is_not_suggested():
     assert k == 3 and "the segments of k=4 change with the seed" in reason
 
 
-@pytest.mark.parametrize("segments", [2, 3, 5])
+@pytest.mark.parametrize(
+    "segments",
+    [pytest.param(2, marks=pytest.mark.slow), 3, pytest.param(5, marks=pytest.mark.slow)],
+)
 def test_the_true_number_of_separated_segments_is_suggested(spark, tmp_path, segments):
     path = tmp_path / "c.csv"
     synthetic_csv(path, n=2000, segments=segments, seed=30 + segments)
@@ -183,6 +186,7 @@ def test_adjusted_rand_matches_scikit_learn():
     assert adjusted_rand(counts) == pytest.approx(adjusted_rand_score(a, b))
 
 
+@pytest.mark.slow  # a process of its own: a new JVM
 def test_command_line_sweep(tmp_path):
     path = tmp_path / "c.csv"
     synthetic_csv(path, n=600, segments=3, seed=4)
