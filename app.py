@@ -15,11 +15,6 @@ pages = [
     st.Page(ui.ABOUT, title="About", icon=":material/info:"),
 ]
 page = st.navigation(pages)
-ui.mark_framed()
-wanted = st.query_params.get("page")  # set by ui.require_frame for a deep link on a cold server
-if wanted:
-    del st.query_params["page"]
-    st.switch_page(next((p for p in pages if p.url_path == wanted), pages[0]))
 
 with st.sidebar:
     ui.engine_status()

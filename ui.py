@@ -38,12 +38,12 @@ from segmentation.transactions import (
 )
 from segmentation.validation import ValidationReport, validate
 
-HOME = "pages/home.py"
-UPLOAD = "pages/upload.py"
-MONITOR = "pages/monitor.py"
-RESULTS = "pages/results.py"
-VISUALIZATION = "pages/visualization.py"
-ABOUT = "pages/about.py"
+HOME = "app_pages/home.py"
+UPLOAD = "app_pages/upload.py"
+MONITOR = "app_pages/monitor.py"
+RESULTS = "app_pages/results.py"
+VISUALIZATION = "app_pages/visualization.py"
+ABOUT = "app_pages/about.py"
 SAMPLE_FILE = Path(__file__).resolve().parent / "sample_data" / "sample_customers.csv"
 STATE_ICONS = {
     JobState.QUEUED: "⏳ queued",
@@ -53,9 +53,6 @@ STATE_ICONS = {
     JobState.CANCELLED: "⏹️ cancelled",
     JobState.INTERRUPTED: "⚠️ interrupted",
 }
-
-
-_framed = False  # True once app.py has run st.navigation in this process
 
 
 def installed_versions(names: Sequence[str]) -> list[tuple[str, str]]:
@@ -68,23 +65,6 @@ def installed_versions(names: Sequence[str]) -> list[tuple[str, str]]:
         except PackageNotFoundError:
             continue
     return found
-
-
-def mark_framed() -> None:
-    """Called by app.py after st.navigation: pages now run inside the app's frame."""
-    global _framed
-    _framed = True
-
-
-def require_frame(page_file: str) -> None:
-    """Send a page that runs without app.py through it, then back to the page.
-
-    On a freshly started server, a deep link (say /results) opened before anyone visited '/'
-    runs the page file alone, as Streamlit's old pages/ folder mode: no router, no page config,
-    no engine status. app.py reads the `page` query parameter and opens the page properly.
-    """
-    if not _framed:
-        st.switch_page("app.py", query_params={"page": Path(page_file).stem})
 
 
 # Settings read from the environment, or from Streamlit secrets of the same names.

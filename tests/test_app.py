@@ -11,12 +11,12 @@ from streamlit.testing.v1 import AppTest
 from tests.helpers import ROOT, SAMPLE, wait_until
 
 PAGES = [
-    "pages/home.py",
-    "pages/upload.py",
-    "pages/monitor.py",
-    "pages/results.py",
-    "pages/visualization.py",
-    "pages/about.py",
+    "app_pages/home.py",
+    "app_pages/upload.py",
+    "app_pages/monitor.py",
+    "app_pages/results.py",
+    "app_pages/visualization.py",
+    "app_pages/about.py",
 ]
 
 
@@ -80,7 +80,7 @@ def test_sample_flow_runs_a_real_job_through_spark_to_results():
     finished = wait_for(job.id)
     assert finished.state.value == "succeeded", finished.error
 
-    at.switch_page("pages/results.py").run()
+    at.switch_page("app_pages/results.py").run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Customers"] == "20" and metrics["Segments"] == "4"
@@ -100,11 +100,11 @@ def test_sample_flow_runs_a_real_job_through_spark_to_results():
     assert figure["data"][0]["type"] == "heatmap"
     assert figure["data"][0]["y"] == list(results.rfm_overlap().index)
 
-    at.switch_page("pages/visualization.py").run()
+    at.switch_page("app_pages/visualization.py").run()
     assert not at.exception
     assert len(at.get("plotly_chart")) >= 8
 
-    at.switch_page("pages/monitor.py").run()
+    at.switch_page("app_pages/monitor.py").run()
     assert not at.exception
     assert "done in" in texts(at)
 
@@ -116,7 +116,7 @@ def test_renamed_segments_are_kept_and_exported():
     at = app()
     at.session_state["job_id"] = job.id
     at.run()
-    at.switch_page("pages/results.py").run()
+    at.switch_page("app_pages/results.py").run()
     at.text_input[0].set_value("Our best customers")
     next(b for b in at.get("form_submit_button")).click().run()
     assert not at.exception
@@ -131,7 +131,7 @@ def test_invalid_upload_shows_the_message_and_starts_nothing():
 
     before = len(ui.services().store.list())
     at = app().run()
-    at.switch_page("pages/upload.py").run()
+    at.switch_page("app_pages/upload.py").run()
     at.file_uploader[0].set_value(
         ("customers.csv", b"PK\x03\x04 not really a csv", "text/csv")
     ).run()
@@ -153,7 +153,7 @@ def test_upload_then_start_queues_a_job_with_the_chosen_settings():
     import ui
 
     at = app().run()
-    at.switch_page("pages/upload.py").run()
+    at.switch_page("app_pages/upload.py").run()
     at.file_uploader[0].set_value(("shop.csv", SAMPLE.read_bytes(), "text/csv")).run()
     assert not at.exception
     assert not at.error
@@ -179,7 +179,7 @@ def test_switching_k_of_a_sweep_redraws_results_without_a_spark_job(spark, tmp_p
     at = app()
     at.session_state["job_id"] = job.id
     at.run()
-    at.switch_page("pages/results.py").run()
+    at.switch_page("app_pages/results.py").run()
     assert not at.exception
     suggested = ui.sweep_of(ui.services().store.get(job.id).result_dir).suggested_k
     assert {m.label: m.value for m in at.metric}["Segments"] == str(suggested)
@@ -193,7 +193,7 @@ def test_switching_k_of_a_sweep_redraws_results_without_a_spark_job(spark, tmp_p
     assert len(tracker.getJobIdsForGroup()) == jobs_before  # no Spark job ran
     assert ui.services().store.get(job.id).chosen_k == other  # remembered with the job
 
-    at.switch_page("pages/visualization.py").run()
+    at.switch_page("app_pages/visualization.py").run()
     assert not at.exception
     assert at.select_slider[0].value == other
     assert len(at.get("plotly_chart")) >= 10  # the sweep adds metric and split charts
@@ -207,7 +207,7 @@ def test_dataset_location_is_read_only_under_the_allowed_roots(tmp_path, monkeyp
     (allowed / "customers.csv").write_bytes(SAMPLE.read_bytes())
     monkeypatch.setenv("SEGMENTATION_DATA_ROOTS", str(allowed))
     at = app().run()
-    at.switch_page("pages/upload.py").run()
+    at.switch_page("app_pages/upload.py").run()
     at.get("button_group")[0].set_value("A location the cluster reads").run()
     at.text_input[0].set_value("/etc/passwd").run()
     assert not at.exception
@@ -231,7 +231,7 @@ def test_an_order_log_upload_builds_customers_and_runs_to_results(tmp_path):
     path = tmp_path / "orders.csv"
     write_transactions(path, 400, seed=2)
     at = app().run()
-    at.switch_page("pages/upload.py").run()
+    at.switch_page("app_pages/upload.py").run()
     at.file_uploader[0].set_value(("orders.csv", path.read_bytes(), "text/csv")).run()
     assert not at.exception and not at.error
     shown = texts(at).replace("\\", "")  # ui.plain escapes Markdown
@@ -243,7 +243,7 @@ def test_an_order_log_upload_builds_customers_and_runs_to_results(tmp_path):
     assert job.params["input_kind"] == "auto"
     done = wait_for(job.id)
     assert done.state.value == "succeeded", done.error
-    at.switch_page("pages/results.py").run()
+    at.switch_page("app_pages/results.py").run()
     assert not at.exception
     assert "last order" in texts(at)
 
@@ -267,11 +267,11 @@ def test_per_user_mode_keeps_two_visitors_apart(monkeypatch):
         str(e.value) for e in second.sidebar if type(e).__name__ == "Caption"
     ).replace("\\", "")
     assert "private to this page's address" in sidebar and "deleted after 7 days" in sidebar
-    second.switch_page("pages/results.py").run()
+    second.switch_page("app_pages/results.py").run()
     assert not second.exception
     assert not second.metric and "No finished segmentation yet" in texts(second)
-    second.switch_page("pages/monitor.py").run()
+    second.switch_page("app_pages/monitor.py").run()
     assert "sample_customers.csv" not in str([d.value for d in second.dataframe])
 
-    first.switch_page("pages/results.py").run()
+    first.switch_page("app_pages/results.py").run()
     assert {m.label: m.value for m in first.metric}["Customers"] == "20"

@@ -136,7 +136,7 @@ def test_upload_page(case: Case, corpus, workspace):
 
     jobs_before = len(ui.services().store.list())
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
-    at.switch_page("pages/upload.py").run()
+    at.switch_page("app_pages/upload.py").run()
     content = corpus[case.name].read_bytes()
     at.file_uploader[0].set_value((case.filename, content, "application/octet-stream")).run()
     assert not at.exception, [e.value for e in at.exception]

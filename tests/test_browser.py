@@ -299,6 +299,11 @@ def test_a_deep_link_as_a_new_servers_first_request_gets_the_app_frame(tmp_path,
             links = tab.get_by_test_id("stSidebarNav").get_by_role("link")
             expect(links).to_have_count(len(PAGES), timeout=2_000)
             expect(links.filter(has_text="Job Monitor")).to_have_count(1, timeout=2_000)
+            # The router's frame ran too: the sidebar's engine status is there.
+            sidebar = tab.get_by_test_id("stSidebarUserContent")
+            expect(
+                sidebar.get_by_text(re.compile(r"Spark (engine starting|[\d.]+ ready)"))
+            ).to_be_visible()
         finally:
             tab.context.close()
 

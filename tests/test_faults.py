@@ -428,7 +428,7 @@ def test_a_result_write_failing_midway_fails_the_job_and_nothing_is_offered(
     ui.services.clear()
     try:
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-        at.switch_page("pages/results.py").run()
+        at.switch_page("app_pages/results.py").run()
         assert not at.exception
         assert any("No finished segmentation yet" in info.value for info in at.info)
         assert not at.selectbox

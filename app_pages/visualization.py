@@ -5,7 +5,6 @@ import streamlit as st
 import ui
 from segmentation import charts
 
-ui.require_frame(__file__)
 st.title("Visualization")
 job = ui.pick_job("viz-job")
 if job is None:

@@ -4,7 +4,6 @@ import streamlit as st
 
 import ui
 
-ui.require_frame(__file__)
 st.title("Customer Segmentation Dashboard")
 st.markdown(
     "Upload your customer table or try the sample: Apache Spark cleans it, scales it and groups "

@@ -36,7 +36,6 @@ OUTLIER_HELP = {
     "none": "Leave values as they are",
 }
 
-ui.require_frame(__file__)
 st.title("Upload customer data")
 limit = st.get_option("server.maxUploadSize")
 st.markdown(

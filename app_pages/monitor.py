@@ -9,7 +9,6 @@ from segmentation.errors import SegmentationError
 from segmentation.jobs import JobState, stage_durations
 from segmentation.preparation import STAGES
 
-ui.require_frame(__file__)
 st.title("Job Monitor")
 
 

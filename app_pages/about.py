@@ -10,7 +10,6 @@ from segmentation.preparation import STAGES
 
 PACKAGES = ("streamlit", "pyspark", "pandas", "pyarrow", "plotly", "scikit-learn")
 
-ui.require_frame(__file__)
 st.title("About")
 st.markdown(
     "This dashboard groups customers into segments with **KMeans clustering on Apache Spark**, "

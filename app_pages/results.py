@@ -7,7 +7,6 @@ import streamlit as st
 import ui
 from segmentation import charts
 
-ui.require_frame(__file__)
 st.title("Segmentation results")
 job = ui.pick_job("results-job")
 if job is None:
