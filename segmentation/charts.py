@@ -57,12 +57,6 @@ def segment_color(segment: int) -> str:
     return SEGMENT_PALETTE[(int(segment) - 1) % len(SEGMENT_PALETTE)]
 
 
-def segment_colors(segments: pd.DataFrame) -> dict[int, str]:
-    """Colour of each segment in a frame with a `segment` column (segments or the sample)."""
-    _require_columns(segments, ["segment"], "segments")
-    return {number: segment_color(number) for number in sorted(_segment_numbers(segments))}
-
-
 def segment_label(segment: int, name: str) -> str:
     """How a segment is called on every legend and axis, e.g. "1 · Champions"."""
     name = "" if name is None or (isinstance(name, float) and math.isnan(name)) else str(name)

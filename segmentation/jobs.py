@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from segmentation.errors import InputError, JobCancelled, SegmentationError
-from segmentation.session import engine_failure_reason, error_text
+from segmentation.session import engine_failure_reason, error_text, get_spark
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "jobs.sqlite3"
 UPLOADS = "uploads"
 RESULTS = "results"
-SCHEMA_VERSION = 1
 INTERRUPT_EVERY = 0.5  # seconds between repeated interrupts while a cancelled job winds down
 _ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _SUFFIX = re.compile(r"^(\.[A-Za-z0-9]{1,10}){1,2}$")
@@ -184,7 +183,7 @@ class JobOutcome:
 
 
 ProgressFn = Callable[[str, float, str], None]
-WorkFn = Callable[[Job, ProgressFn, threading.Event], JobOutcome | None]
+WorkFn = Callable[[Job, ProgressFn], JobOutcome | None]
 
 
 def workspace_dir() -> Path:
@@ -232,7 +231,6 @@ class JobStore:
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.recover_interrupted()
 
     # One short-lived connection per call: no connection is shared between threads, and WAL
@@ -577,12 +575,6 @@ def _release(job_id: str) -> None:
         _held.discard(job_id)
 
 
-def _default_spark():
-    from segmentation.session import get_spark
-
-    return get_spark()
-
-
 def _spark_context(spark):
     """The SparkContext of a classic session; None under Spark Connect, which has none."""
     try:
@@ -622,26 +614,6 @@ def _interrupt(spark, tag: str) -> None:
         _quietly(context.cancelJobsWithTag, tag)
 
 
-class _StageClock:
-    """Seconds spent per stage, measured from progress calls, for work that reports no timings."""
-
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-        self._stage: str | None = None
-        self._since = time.perf_counter()
-
-    def enter(self, stage: str) -> None:
-        if stage != self._stage:
-            self.stop()
-            self._stage, self._since = stage, time.perf_counter()
-
-    def stop(self) -> None:
-        if self._stage is not None:
-            spent = time.perf_counter() - self._since
-            self.timings[self._stage] = round(self.timings.get(self._stage, 0.0) + spent, 3)
-            self._stage = None
-
-
 class JobRunner:
     """Runs queued jobs on a few background threads; one per process, shared by all sessions."""
 
@@ -655,7 +627,7 @@ class JobRunner:
     ) -> None:
         self.store = store
         self._work = work
-        self._spark_provider = spark_provider or _default_spark
+        self._spark_provider = spark_provider or get_spark
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="segmentation-job")
         self._lock = threading.Lock()
         self._events: dict[str, threading.Event] = {}
@@ -758,13 +730,11 @@ class JobRunner:
             return  # cancelled or deleted while it waited
         job = self.store.get(job_id)
         assert job is not None
-        clock = _StageClock()
 
         def progress(stage: str, fraction: float, message: str = "") -> None:
             # Raising here is what stops the pipeline between stages once the analyst cancels.
             if event.is_set():
                 raise JobCancelled("The job was cancelled.")
-            clock.enter(stage)
             self.store.update_progress(job_id, stage, fraction, message)
 
         tag = spark_tag(job_id)
@@ -776,14 +746,11 @@ class JobRunner:
             try:
                 if event.is_set():
                     raise JobCancelled("The job was cancelled.")
-                outcome = self._work(job, progress, event)
+                outcome = self._work(job, progress)
             finally:
                 _untag(spark, tag)
-            clock.stop()
             outcome = outcome or JobOutcome(self.store.result_dir(job_id))
-            self.store.mark_succeeded(
-                job_id, outcome.result_dir, outcome.summary, outcome.timings or clock.timings
-            )
+            self.store.mark_succeeded(job_id, outcome.result_dir, outcome.summary, outcome.timings)
         except BaseException as exc:
             self._record_failure(job_id, exc, event)
             if not isinstance(exc, Exception):
@@ -810,7 +777,7 @@ class JobRunner:
 def run_pipeline_job(store: JobStore, spark_provider: Callable[[], Any]) -> WorkFn:
     """The work function the app hands to its JobRunner: one segmentation run per job."""
 
-    def work(job: Job, progress: ProgressFn, cancel_event: threading.Event) -> JobOutcome:
+    def work(job: Job, progress: ProgressFn) -> JobOutcome:
         from segmentation.pipeline import run_segmentation
         from segmentation.preparation import SegmentationParams
         from segmentation.sweep import run_sweep

@@ -241,7 +241,7 @@ def make_runner(store, spark):
 def test_cancel_interrupts_a_long_spark_job(store, upload, spark, make_runner):
     started = threading.Event()
 
-    def work(job, progress, cancel_event):
+    def work(job, progress):
         progress("summing", 0.1, "Summing a trillion numbers")
         started.set()
         # Would take many minutes on two cores if it were not interrupted.
@@ -275,7 +275,7 @@ def test_progress_stops_the_work_between_stages(store, upload, make_runner):
     in_first_stage = threading.Event()
     go_on = threading.Event()
 
-    def work(job, progress, cancel_event):
+    def work(job, progress):
         progress("first", 0.2, "first stage")
         in_first_stage.set()
         go_on.wait(30)
@@ -298,7 +298,7 @@ def test_progress_stops_the_work_between_stages(store, upload, make_runner):
 def test_two_jobs_run_at_once_and_keep_their_own_results(store, upload, spark, make_runner):
     both_running = threading.Barrier(2, timeout=60)
 
-    def work(job, progress, cancel_event):
+    def work(job, progress):
         n = job.params["n"]
         progress("counting", 0.1, f"Summing 0..{n - 1}")
         both_running.wait()  # fails unless the two jobs really run side by side
@@ -326,17 +326,18 @@ def test_two_jobs_run_at_once_and_keep_their_own_results(store, upload, spark, m
     assert finished[0].result_dir != finished[1].result_dir
 
 
-def test_measured_stage_timings_when_work_reports_none(store, upload, make_runner):
-    def work(job, progress, cancel_event):
+def test_the_stage_timings_the_work_reports_are_kept_with_the_job(store, upload, make_runner):
+    def work(job, progress):
         progress("one", 0.1, "")
-        progress("two", 0.5, "")
+        return JobOutcome(store.result_dir(job.id), {"k": 3}, {"one": 1.25, "two": 0.5})
 
     runner = make_runner(work)
     job = store.create(upload, "customers.csv", {})
     runner.submit(job.id)
     done = runner.wait(job.id, timeout=30)
     assert done.state == JobState.SUCCEEDED
-    assert set(done.timings) == {"one", "two"}
+    assert done.timings == {"one": 1.25, "two": 0.5}
+    assert store.get(job.id).timings == {"one": 1.25, "two": 0.5}  # stored, not only returned
     assert done.result_dir == str(store.result_dir(job.id))
 
 
@@ -346,7 +347,7 @@ def test_queued_jobs_have_positions_and_can_be_cancelled_before_they_start(
     release = threading.Event()
     ran = []
 
-    def work(job, progress, cancel_event):
+    def work(job, progress):
         ran.append(job.id)
         release.wait(30)
 
@@ -371,7 +372,7 @@ def test_queued_jobs_have_positions_and_can_be_cancelled_before_they_start(
 
 
 def test_segmentation_error_fails_the_job_with_its_message(store, upload, make_runner):
-    def work(job, progress, cancel_event):
+    def work(job, progress):
         progress("validating", 0.2, "Checking columns and values")
         raise InputError("The file has no Spend column.", hint="Map a column to Spend.")
 
@@ -387,7 +388,7 @@ def test_segmentation_error_fails_the_job_with_its_message(store, upload, make_r
 def test_unexpected_error_fails_with_a_short_reason_and_logs_the_traceback(
     store, upload, spark, make_runner, caplog
 ):
-    def work(job, progress, cancel_event):
+    def work(job, progress):
         progress("evaluation", 0.7, "Measuring segment quality")
         spark.sql("SELECT 1 / 0 AS boom").collect()  # ANSI mode: a real Spark error
 
@@ -406,7 +407,7 @@ def test_unexpected_error_fails_with_a_short_reason_and_logs_the_traceback(
 
 
 def test_submit_refuses_a_job_that_is_not_queued(store, upload, make_runner):
-    runner = make_runner(lambda job, progress, cancel_event: None)
+    runner = make_runner(lambda job, progress: None)
     job = store.create(upload, "c.csv", {})
     store.mark_cancelled(job.id)
     with pytest.raises(ValueError):
