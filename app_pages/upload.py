@@ -5,6 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 import ui
+from segmentation.columns import DEFAULT_FEATURE_ROLES, ROLE_LABELS
 from segmentation.errors import SegmentationError
 from segmentation.locations import data_roots, resolve_location
 from segmentation.preparation import (
@@ -17,7 +18,6 @@ from segmentation.preparation import (
     skewed_features,
 )
 from segmentation.transactions import INPUT_KINDS, origin_messages
-from segmentation.validation import DEFAULT_FEATURE_ROLES, ROLE_LABELS
 
 NO_COLUMN = "— none —"
 KIND_LABELS = {"auto": "Detect", "customers": "Customer table", "transactions": "Order log"}

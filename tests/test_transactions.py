@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from segmentation import transactions
+from segmentation.columns import detect_mapping
 from segmentation.errors import InputError
 from segmentation.reading import read_table
 from segmentation.synthetic import (
@@ -26,7 +27,6 @@ from segmentation.transactions import (
     detect_roles,
     join_attributes,
 )
-from segmentation.validation import detect_mapping
 
 REFERENCE = pd.Timestamp(TRANSACTIONS_REFERENCE).date()
 LOG_COLUMNS = ", ".join(f"{c} string" for c in TRANSACTION_COLUMNS)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from segmentation.columns import closest_columns, detect_mapping
 from segmentation.errors import InputError
 from segmentation.reading import read_table
-from segmentation.validation import closest_columns, detect_mapping, validate
+from segmentation.validation import validate
 from tests.helpers import SAMPLE, write_text
 
 
