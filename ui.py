@@ -8,7 +8,6 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from segmentation.results import Results, Sweep, load_results, load_sweep, sweep
 from segmentation.session import SETTING_NAMES, EngineStarter, engine_failure_reason
 from segmentation.transactions import (
     TRANSACTION_FEATURES,
+    LoadOptions,
     detect_input_kind,
     load_customer_table,
 )
@@ -350,21 +350,11 @@ def validation(
     k: int,
     features: tuple[str, ...] | None,
     overrides: tuple[tuple[str, str], ...],
-    load: tuple[tuple[str, str | None], ...] = (),
+    options: LoadOptions,
 ) -> tuple[ValidationReport, dict | None]:
     """The validation report for these settings, and how an order log became customers."""
-    options = {key: value for key, value in load if value}
-    reference = options.get("reference_date")
-    reference_date = date.fromisoformat(reference) if reference else None
     with engine_errors():
-        table, origin = load_customer_table(
-            services().engine.session(),
-            path,
-            input_kind=options.get("input_kind", "auto"),
-            date_format=options.get("date_format"),
-            reference_date=reference_date,
-            attributes=options.get("attributes"),
-        )
+        table, origin = load_customer_table(services().engine.session(), path, options)
         if origin and not features:
             features = TRANSACTION_FEATURES
         return validate(table, k, features, dict(overrides)), origin

@@ -12,10 +12,10 @@ from segmentation.preparation import STAGES
 st.title("Job Monitor")
 
 
-def stage_lines(job) -> str:
+def stage_lines(job, messages) -> str:
     """Done, current and pending stages with the seconds each took."""
     now = datetime.now(job.created_at.tzinfo) if job.state == JobState.RUNNING else None
-    spent = stage_durations(ui.services().store.messages(job.id), until=now)
+    spent = stage_durations(messages, until=now)
     current = STAGES.index(job.stage) if job.stage in STAGES else -1
     lines = []
     for index, stage in enumerate(STAGES):
@@ -38,10 +38,10 @@ def active_job(job) -> None:
         )
     else:
         label = f"{job.original_name}: {job.stage or 'starting'} ({job.progress:.0%})"
+    messages = svc.store.messages(job.id)
     with st.status(ui.plain(label), state="running", expanded=True):
         st.progress(job.progress)
-        st.markdown(stage_lines(job))
-        messages = svc.store.messages(job.id)
+        st.markdown(stage_lines(job, messages))
         if messages:
             st.caption(ui.plain(f"{messages[-1].ts:%H:%M:%S} · {messages[-1].message}"))
         sweep = ui.sweep_of(ui.results_folder(job)) if job.params.get("k_range") else None
@@ -132,17 +132,27 @@ def history() -> None:
         )
 
 
+def active_jobs() -> list:
+    return [j for j in ui.services().store.list(owner=ui.owner()) if j.is_active]
+
+
 @st.fragment(run_every=1.0)
-def live() -> None:
-    active = [j for j in ui.services().store.list(owner=ui.owner()) if j.is_active]
-    st.subheader("Active jobs")
-    if not active:
-        st.caption("No job is running.")
+def live(running: tuple[str, ...]) -> None:
+    """Redrawn every second while jobs are active; once one ends (or another starts) one full
+    rerun redraws the outcome and the history, which do not tick."""
+    active = active_jobs()
+    if tuple(j.id for j in active) != running:
+        st.rerun()
     for job in active:
         active_job(job)
-    followed_job_outcome()
-    st.subheader("History")
-    history()
 
 
-live()
+st.subheader("Active jobs")
+running = tuple(j.id for j in active_jobs())
+if running:
+    live(running)
+else:
+    st.caption("No job is running.")
+followed_job_outcome()
+st.subheader("History")
+history()

@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 import ui
-from segmentation.columns import DEFAULT_FEATURE_ROLES, ROLE_LABELS
+from segmentation.columns import ROLE_LABELS
 from segmentation.errors import SegmentationError
 from segmentation.locations import data_roots, resolve_location
 from segmentation.preparation import (
@@ -17,7 +17,7 @@ from segmentation.preparation import (
     SegmentationParams,
     skewed_features,
 )
-from segmentation.transactions import INPUT_KINDS, origin_messages
+from segmentation.transactions import INPUT_KINDS, LoadOptions, origin_messages
 
 NO_COLUMN = "— none —"
 KIND_LABELS = {"auto": "Detect", "customers": "Customer table", "transactions": "Order log"}
@@ -90,16 +90,14 @@ with st.expander("Customer table or order log", expanded=ui.looks_like_order_log
         type=["csv", "gz", "parquet"],
         help="E.g. Age, Gender, Region per customer id.",
     )
-reference_date = reference.isoformat() if reference else None
-attributes_path = str(ui.saved_upload(attributes)) if attributes else None
-load = {
-    "input_kind": kind,
-    "date_format": date_format,
-    "reference_date": reference_date,
-    "attributes": attributes_path,
-}
+load = LoadOptions(
+    kind,
+    date_format,
+    reference.isoformat() if reference else None,
+    str(ui.saved_upload(attributes)) if attributes else None,
+)
 try:
-    base, origin = ui.validation(str(path), MIN_K, None, (), tuple(load.items()))
+    base, origin = ui.validation(str(path), MIN_K, None, (), load)
 except SegmentationError as error:
     st.error(ui.plain(str(error)), icon=":material/error:")
     st.stop()
@@ -124,19 +122,16 @@ for slot, (role, label) in zip(role_columns, ROLE_LABELS.items(), strict=True):
     )
     if chosen != detected.get(role, NO_COLUMN):
         overrides[role] = "" if chosen == NO_COLUMN else chosen
-mapping = {**detected, **overrides}
-numeric = [c for c in base.numeric_columns if c != mapping.get("customer_id")]
-defaults = [mapping[r] for r in DEFAULT_FEATURE_ROLES if mapping.get(r) in numeric]
-for problem in [] if origin else base.errors:
-    if problem.column in {ROLE_LABELS[r] for r in DEFAULT_FEATURE_ROLES}:
-        st.info(ui.plain(problem.message), icon=":material/help:")
+mapped = base.remapped(overrides)
+for problem in [] if origin else base.missing_roles:
+    st.info(ui.plain(problem.message), icon=":material/help:")
 
 st.subheader("Segmentation settings")
 with st.container(border=True):
     features = st.multiselect(
         "Features to segment on",
-        numeric,
-        default=defaults,
+        mapped.numeric_columns,
+        default=mapped.default_features(),
         help=f"Numeric columns; customers are grouped by these (at most {MAX_FEATURES}).",
         max_selections=MAX_FEATURES,
     )
@@ -182,9 +177,7 @@ with st.container(border=True):
 
 try:
     report = (
-        ui.validation(
-            str(path), k, tuple(features), tuple(sorted(overrides.items())), tuple(load.items())
-        )[0]
+        ui.validation(str(path), k, tuple(features), tuple(sorted(overrides.items())), load)[0]
         if features
         else None
     )
@@ -194,9 +187,8 @@ except SegmentationError as error:
 
 st.subheader("Validation report")
 if report is None:  # nothing numeric to choose: say why (e.g. no rows), else what to do
-    hinted = {ROLE_LABELS[r] for r in DEFAULT_FEATURE_ROLES}  # missing columns, shown above
-    shown = [p.message for p in base.errors if p.column not in hinted]
-    for message in shown or ["Choose at least one numeric feature."]:
+    # Missing columns are hinted above.
+    for message in [p.message for p in base.blocking] or ["Choose at least one numeric feature."]:
         st.error(ui.plain(message), icon=":material/error:")
 else:
     for problem in report.errors:
@@ -225,10 +217,10 @@ if st.button(
         column_mapping=overrides,
         k_range=k_range,
         stability_seeds=int(stability),
-        input_kind=kind,
-        date_format=date_format,
-        reference_date=reference_date,
-        attributes=attributes_path,
+        input_kind=load.input_kind,
+        date_format=load.date_format,
+        reference_date=load.reference_date,
+        attributes=load.attributes,
     )
     ui.start_job(path, name, params)
     st.switch_page(ui.MONITOR)

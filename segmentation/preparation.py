@@ -22,7 +22,12 @@ from segmentation.reading import Table, number_expr
 from segmentation.rfm import ROLES as RFM_ROLES
 from segmentation.rfm import RfmScores
 from segmentation.session import unpersist
-from segmentation.transactions import TRANSACTION_FEATURES, load_customer_table, origin_messages
+from segmentation.transactions import (
+    TRANSACTION_FEATURES,
+    LoadOptions,
+    load_customer_table,
+    origin_messages,
+)
 from segmentation.validation import ColumnProfile, ValidationReport, feature_columns, validate
 
 ProgressCallback = Callable[[str, float, str], None]
@@ -65,6 +70,10 @@ class SegmentationParams:
     date_format: str | None = None  # of an order log: iso, yyyymmdd, day-first, month-first
     reference_date: str | None = None  # ISO date Recency is counted to (default: day after last)
     attributes: str | None = None  # a customer attributes table joined to an order log
+
+    @property
+    def load_options(self) -> LoadOptions:
+        return LoadOptions(self.input_kind, self.date_format, self.reference_date, self.attributes)
 
     def __post_init__(self) -> None:
         if not MIN_K <= self.k <= MAX_K:
@@ -348,14 +357,7 @@ def prepare(
     try:
         with tracker.stage("loading", "Reading the file"):
             table, origin = load_customer_table(
-                spark,
-                source,
-                params.input_kind,
-                params.transaction_roles or None,
-                params.date_format,
-                date.fromisoformat(params.reference_date) if params.reference_date else None,
-                params.attributes,
-                cache=True,
+                spark, source, params.load_options, params.transaction_roles or None, cache=True
             )
             if origin:
                 cached.append(table.df)

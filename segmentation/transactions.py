@@ -778,20 +778,33 @@ TRANSACTION_FEATURES = ("Recency", "Frequency", "Spend")
 INPUT_KINDS = ("auto", "customers", "transactions")
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """How an input becomes a customer table: what the file is and, for an order log, how its
+    dates read, the day Recency counts to (ISO) and a customer attributes table to join."""
+
+    input_kind: str = "auto"
+    date_format: str | None = None
+    reference_date: str | None = None
+    attributes: str | None = None
+
+    @property
+    def reference_day(self) -> date | None:
+        return date.fromisoformat(self.reference_date) if self.reference_date else None
+
+
 def load_customer_table(
     spark,
     source: str,
-    input_kind: str = "auto",
+    options: LoadOptions = LoadOptions(),
     roles: Mapping[str, str] | None = None,
-    date_format: str | None = None,
-    reference_date: date | None = None,
-    attributes: str | None = None,
     *,
     cache: bool = False,
 ) -> tuple[Table, dict | None]:
     """The customer table of an input: the file itself, or the one built from an order log
     (with an optional attributes table joined in). The dict says how it was built (None for a
     customer table); it goes into the manifest and its messages into the report."""
+    input_kind = options.input_kind
     if input_kind not in INPUT_KINDS:
         raise InputError(
             f"Input kind '{input_kind}' is unknown; use one of {', '.join(INPUT_KINDS)}."
@@ -802,10 +815,12 @@ def load_customer_table(
     if kind == "customers":
         return table, None
     log = table.df.select(*[F.col(f"`{c}`") for c in table.columns])
-    customers, report = build_customer_table(log, roles, reference_date, date_format, cache=cache)
+    customers, report = build_customer_table(
+        log, roles, options.reference_day, options.date_format, cache=cache
+    )
     origin = {"kind": "transactions", "detected": input_kind == "auto", **report.to_dict()}
-    if attributes:
-        customers, joined = join_attributes(customers, read_table(spark, attributes).df)
+    if options.attributes:
+        customers, joined = join_attributes(customers, read_table(spark, options.attributes).df)
         origin["attributes"] = joined
     return Table(customers, table.path, table.format, unique_ids=True), origin
 

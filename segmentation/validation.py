@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from pyspark.sql import functions as F
@@ -110,6 +110,29 @@ class ValidationReport:
         return [
             c for c in self.columns if self.profiles[c].kind == "numeric" and c != self.id_column
         ]
+
+    def remapped(self, overrides: Mapping[str, str]) -> ValidationReport:
+        """This report with the analyst's choice of column per role ('' for none): what the
+        Upload page offers as features before it validates again with that choice."""
+        return replace(self, mapping=detect_mapping(self.columns, overrides))
+
+    def default_features(self) -> list[str]:
+        """What to segment on unless the analyst chooses: the numeric Age, Spend, Recency and
+        Frequency columns that were found."""
+        numeric = self.numeric_columns
+        return [self.mapping[r] for r in DEFAULT_FEATURE_ROLES if self.mapping.get(r) in numeric]
+
+    @property
+    def missing_roles(self) -> list[Problem]:
+        """Problems that say a default feature's column was not found: hints, since the analyst
+        can map a column to it or choose other features."""
+        labels = {ROLE_LABELS[r] for r in DEFAULT_FEATURE_ROLES}
+        return [p for p in self.errors if p.column in labels]
+
+    @property
+    def blocking(self) -> list[Problem]:
+        """The errors that are not about a missing default feature."""
+        return [p for p in self.errors if p not in self.missing_roles]
 
     def raise_for_errors(self) -> None:
         """Stop the job with every error in one message the analyst can act on."""

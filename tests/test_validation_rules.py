@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from segmentation.columns import detect_mapping
 from segmentation.reading import RaggedRows
 from segmentation.validation import (
     ColumnProfile,
     Problem,
+    ValidationReport,
     categorical_columns,
     column_kind,
     column_profiles,
@@ -362,3 +364,41 @@ def test_ragged_rows():
             None,
         ),
     ]
+
+
+# ---- what the Upload page offers from a report ----------------------------------------------
+
+
+def report(columns: dict[str, str], problems: list[Problem]) -> ValidationReport:
+    """A report of a table with these columns (name -> kind), detected as the app would."""
+    return ValidationReport(
+        source="customers.csv",
+        rows=20,
+        columns=list(columns),
+        mapping=detect_mapping(list(columns)),
+        features=[],
+        categorical=[],
+        profiles=by_name(*(profile(name, kind) for name, kind in columns.items())),
+        problems=problems,
+    )
+
+
+def test_default_features_are_the_numeric_rfm_and_age_columns_found():
+    found = report(
+        {"id": "numeric", "Age": "numeric", "total_spend": "numeric", "Region": "text"}, []
+    )
+    assert found.numeric_columns == ["Age", "total_spend"]  # the id is no feature
+    assert found.default_features() == ["Age", "total_spend"]
+    # The analyst maps Recency to a column and takes the age role away: offers follow.
+    remapped = found.remapped({"recency": "id", "age": ""})
+    assert remapped.mapping == {"spend": "total_spend", "recency": "id"}
+    assert remapped.numeric_columns == ["id", "Age", "total_spend"]
+    assert remapped.default_features() == ["total_spend", "id"]
+
+
+def test_a_missing_default_column_is_a_hint_and_other_errors_block():
+    missing = Problem("error", "No Recency column was found; map one above.", "Recency")
+    empty = Problem("error", "The file has a header but no rows.", None)
+    found = report({"Spend": "numeric"}, [missing, empty])
+    assert found.missing_roles == [missing]
+    assert found.blocking == [empty]
