@@ -278,6 +278,7 @@ def test_a_sweep_shows_its_first_k_while_the_others_are_measured(server, tab, bi
 
     # The page follows the sweep to its end by itself.
     expect(tab.get_by_text(re.compile(r"^Suggested k=\d+"))).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    wait_until_idle(tab)  # the rerun that drew the suggestion has replaced the streaming page
     expect(tab.get_by_role("button", name="Customers with segments (CSV)")).to_be_enabled()
     job = jobs(server.workspace)[0]
     assert job["original_name"] == name and job["state"] == "succeeded", job["error"]
