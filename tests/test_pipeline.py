@@ -171,6 +171,7 @@ def test_a_segmentation_leaves_no_jobs_held_by_spark(spark, synthetic, tmp_path)
     assert held.size() == before
 
 
+@pytest.mark.slow  # writes and segments a large input
 def test_large_input_chart_sample_is_capped(spark, tmp_path):
     path = tmp_path / "big.csv"
     synthetic_csv(path, n=12_000, seed=5)

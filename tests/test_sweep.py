@@ -161,10 +161,8 @@ def test_a_k_whose_segments_change_with_the_seed_is_not_suggested():
     assert k == 3 and "the segments of k=4 change with the seed" in reason
 
 
-@pytest.mark.parametrize(
-    "segments",
-    [pytest.param(2, marks=pytest.mark.slow), 3, pytest.param(5, marks=pytest.mark.slow)],
-)
+@pytest.mark.slow  # the fast tier has the module's sweep of four segments
+@pytest.mark.parametrize("segments", [2, 3, 5])
 def test_the_true_number_of_separated_segments_is_suggested(spark, tmp_path, segments):
     path = tmp_path / "c.csv"
     synthetic_csv(path, n=2000, segments=segments, seed=30 + segments)
