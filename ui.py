@@ -206,9 +206,12 @@ def k_text(job: Job) -> str:
 
 
 def job_label(job: Job) -> str:
-    """How a job is named in pickers: file, k, when (and whether it still runs)."""
+    """How a job is named in pickers: file, k, when (and whether it still runs). Unique per
+    job: a picker keeps its choice by label, so two runs of one file in the same minute must
+    not read alike."""
     running = " · running" if job.is_active else ""
-    return f"{job.original_name} · k={k_text(job)} · {job.created_at:%Y-%m-%d %H:%M}{running}"
+    when = f"{job.created_at:%Y-%m-%d %H:%M:%S}"
+    return f"{job.original_name} · k={k_text(job)} · {when} · #{job.id[:6]}{running}"
 
 
 def results_folder(job: Job) -> str:
