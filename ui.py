@@ -24,18 +24,21 @@ from segmentation.access import (
     owner_for,
 )
 from segmentation.errors import EngineError, SegmentationError
-from segmentation.jobs import Job, JobRunner, JobState, JobStore, run_pipeline_job, workspace_dir
+from segmentation.job_runner import JobRunner, run_pipeline_job
+from segmentation.job_store import JobStore
+from segmentation.jobs import Job, JobState, workspace_dir
 from segmentation.locations import ROOTS_SETTING
 from segmentation.preparation import SegmentationParams
 from segmentation.reading import read_table
 from segmentation.results import Results, Sweep, load_results, load_sweep, sweep_state
-from segmentation.session import SETTING_NAMES, EngineStarter, engine_failure_reason
+from segmentation.spark_engine import SETTING_NAMES, EngineStarter, engine_failure_reason
 from segmentation.transactions import (
     TRANSACTION_FEATURES,
     LoadOptions,
     detect_input_kind,
     load_customer_table,
 )
+from segmentation.uploads import save_table
 from segmentation.validation import ValidationReport, validate
 
 HOME = "app_pages/home.py"
@@ -343,7 +346,7 @@ def saved_upload(uploaded) -> Path:
     """Store an uploaded file in the workspace once per upload (reruns reuse it)."""
     saved = st.session_state.setdefault("uploads", {})
     if uploaded.file_id not in saved:
-        saved[uploaded.file_id] = services().store.save_table(uploaded, uploaded.name)
+        saved[uploaded.file_id] = save_table(services().store.uploads, uploaded, uploaded.name)
     return saved[uploaded.file_id]
 
 

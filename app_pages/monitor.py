@@ -1,21 +1,18 @@
 """Job Monitor: live progress of active jobs, then the history with its actions."""
 
-from datetime import datetime
-
 import streamlit as st
 
 import ui
 from segmentation.errors import SegmentationError
-from segmentation.jobs import JobState, stage_durations
+from segmentation.jobs import JobState
 from segmentation.preparation import STAGES
 
 st.title("Job Monitor")
 
 
-def stage_lines(job, messages) -> str:
-    """Done, current and pending stages with the seconds each took."""
-    now = datetime.now(job.created_at.tzinfo) if job.state == JobState.RUNNING else None
-    spent = stage_durations(messages, until=now)
+def stage_lines(job) -> str:
+    """Done, current and pending stages with the seconds each took (the current one so far)."""
+    spent = job.stage_seconds()
     current = STAGES.index(job.stage) if job.stage in STAGES else -1
     lines = []
     for index, stage in enumerate(STAGES):
@@ -41,7 +38,7 @@ def active_job(job) -> None:
     messages = svc.store.messages(job.id)
     with st.status(ui.plain(label), state="running", expanded=True):
         st.progress(job.progress)
-        st.markdown(stage_lines(job, messages))
+        st.markdown(stage_lines(job))
         if messages:
             st.caption(ui.plain(f"{messages[-1].ts:%H:%M:%S} · {messages[-1].message}"))
         sweep = ui.sweep_of(ui.results_folder(job)) if job.params.get("k_range") else None

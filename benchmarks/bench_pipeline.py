@@ -104,7 +104,7 @@ def warm_worker(kind: str, path: Path, warmup: Path, repeats: int, driver_memory
     from benchmarks import baseline
     from segmentation.pipeline import run_segmentation
     from segmentation.preparation import SegmentationParams
-    from segmentation.session import SparkSettings, engine_log, get_spark
+    from segmentation.spark_engine import SparkSettings, engine_log, get_spark
     from segmentation.sweep import run_sweep
 
     spark = get_spark()

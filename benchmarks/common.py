@@ -225,7 +225,7 @@ def run_process(command: Sequence[str], env: dict[str, str] | None = None) -> Pr
 def wait_for_class_archive(timeout: float = 600) -> str:
     """Wait while the background process makes Spark's class archive (the first engine on a
     machine starts it); what the figures below are measured with."""
-    from segmentation.session import engine_home
+    from segmentation.spark_engine import engine_home
 
     folder = engine_home() / "class-archive"
     deadline = time.monotonic() + timeout
@@ -291,7 +291,7 @@ def spills(log: Path, since: int) -> int:
 
 def start_spark(warm_up: Callable[[object], object]):
     """The process's SparkSession, started and warmed by `warm_up(spark)`; neither is counted."""
-    from segmentation.session import get_spark
+    from segmentation.spark_engine import get_spark
 
     print("starting Spark and warming it up ...", flush=True)
     started = time.perf_counter()

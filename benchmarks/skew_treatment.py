@@ -84,7 +84,7 @@ def main() -> None:
 
     from segmentation.pipeline import run_segmentation
     from segmentation.preparation import SegmentationParams
-    from segmentation.session import get_spark
+    from segmentation.spark_engine import get_spark
 
     spark = get_spark()
     rows = []

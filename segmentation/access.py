@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from segmentation.errors import SegmentationError
-from segmentation.jobs import JobStore
+from segmentation.job_store import JobStore
 
 ACCESS_SETTING = "SEGMENTATION_ACCESS"
 RETENTION_SETTING = "SEGMENTATION_RETENTION_DAYS"

@@ -93,7 +93,7 @@ def make(archive: Path) -> bool:
 
     from segmentation.pipeline import run_segmentation
     from segmentation.preparation import SegmentationParams
-    from segmentation.session import get_spark, stop_spark
+    from segmentation.spark_engine import get_spark, stop_spark
     from segmentation.sweep import run_sweep
     from segmentation.synthetic import write_customers
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from segmentation.errors import EngineError, InputError, SegmentationError
-from segmentation.session import stop_spark
+from segmentation.spark_engine import stop_spark
 
 EXIT_INVALID_INPUT = 2
 EXIT_ENGINE = 3
@@ -147,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
     from segmentation.pipeline import run_segmentation
     from segmentation.preparation import SegmentationParams
     from segmentation.reading import sniff
-    from segmentation.session import get_spark
+    from segmentation.spark_engine import get_spark
     from segmentation.sweep import run_sweep
 
     params = SegmentationParams(

@@ -21,7 +21,7 @@ from segmentation.errors import InputError
 from segmentation.reading import Table, number_expr
 from segmentation.rfm import ROLES as RFM_ROLES
 from segmentation.rfm import RfmScores
-from segmentation.session import unpersist
+from segmentation.spark_engine import unpersist
 from segmentation.transactions import (
     TRANSACTION_FEATURES,
     LoadOptions,
@@ -30,7 +30,8 @@ from segmentation.transactions import (
 )
 from segmentation.validation import ColumnProfile, ValidationReport, feature_columns, validate
 
-ProgressCallback = Callable[[str, float, str], None]
+# stage, whole-run progress 0..1, what is happening, seconds of each finished stage
+ProgressCallback = Callable[[str, float, str, Mapping[str, float]], None]
 
 STAGES = (
     "loading",
@@ -144,7 +145,8 @@ def _check_reference_date(reference_date: str) -> None:
 
 
 class Progress:
-    """Times the stages and turns within-stage progress into whole-run progress."""
+    """The one clock of a run: times its stages (for the manifest and the Job Monitor) and turns
+    within-stage progress into whole-run progress."""
 
     def __init__(self, callback: ProgressCallback | None) -> None:
         self.callback = callback
@@ -158,7 +160,7 @@ class Progress:
         """Tell the caller how far the current stage is (0..1) and what is happening."""
         if self.callback:
             overall = self._done_before(self._stage) + _WEIGHTS[self._stage] * fraction
-            self.callback(self._stage, min(overall, 1.0), message)
+            self.callback(self._stage, min(overall, 1.0), message, dict(self.timings))
 
     @contextmanager
     def stage(self, name: str, message: str) -> Iterator[None]:

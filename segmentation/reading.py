@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from segmentation.errors import InputError
-from segmentation.session import engine_failure
+from segmentation.spark_engine import engine_failure
 from segmentation.sql import quoted, string
 
 SNIFF_BYTES = 256 * 1024

@@ -29,7 +29,7 @@ from segmentation.preparation import PreparedData, SegmentationParams
 from segmentation.reading import display_name, file_size, sha256_of
 from segmentation.rfm import SCORE_COLUMNS
 from segmentation.rfm import SEGMENTS as RFM_SEGMENTS
-from segmentation.session import engine_info
+from segmentation.spark_engine import engine_info
 
 MANIFEST = "manifest.json"
 CUSTOMERS = "customers.csv"

@@ -20,7 +20,7 @@ from pyspark.sql import types as T
 from segmentation.columns import CUSTOMER_ID_ALIASES, detect_mapping, match_roles, normalise
 from segmentation.errors import InputError
 from segmentation.reading import Table, missing_expr, number_expr, read_table
-from segmentation.session import unpersist
+from segmentation.spark_engine import unpersist
 
 AMOUNT_ENDINGS = ("amount", "value", "total", "revenue", "sales")
 ROLE_LABELS = {

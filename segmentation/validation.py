@@ -33,7 +33,7 @@ from segmentation.reading import (
     ragged_aggregates,
     ragged_rows,
 )
-from segmentation.session import engine_failure
+from segmentation.spark_engine import engine_failure
 from segmentation.sql import quoted
 
 MAX_CATEGORIES = 50

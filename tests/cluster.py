@@ -83,7 +83,7 @@ def tail(path: Path, chars: int = LOG_TAIL) -> str:
 
 def base_env(**extra: str) -> dict[str, str]:
     """The environment of a server or client: loopback only, system Java, the venv's Python."""
-    from segmentation.session import resolve_java_home
+    from segmentation.spark_engine import resolve_java_home
 
     env = {k: v for k, v in os.environ.items() if k not in _ENGINE_VARIABLES}
     # The system Java on PATH, even if an earlier test pointed JAVA_HOME at the PyPI runtime.
@@ -329,9 +329,10 @@ def run_client(command: list[str], cwd: Path, env: dict[str, str], output: Path)
 
 def app_job(input_path: str, home: Path, k: int, seed: int) -> dict:
     """Queue one job and run it as the app does (engine starter, job store, runner); its record."""
-    from segmentation.jobs import JobRunner, JobStore, run_pipeline_job
+    from segmentation.job_runner import JobRunner, run_pipeline_job
+    from segmentation.job_store import JobStore
     from segmentation.preparation import SegmentationParams
-    from segmentation.session import EngineStarter, stop_spark
+    from segmentation.spark_engine import EngineStarter, stop_spark
 
     engine = EngineStarter()
     store = JobStore(home)

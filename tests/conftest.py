@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("SPARK_MASTER", "local[2]")
-# No background process making a class archive beside the tests (test_session makes one).
+# No background process making a class archive beside the tests (test_spark_engine makes one).
 os.environ.setdefault("SPARK_CLASS_ARCHIVE", "off")
 
 BROWSER_MODULES = {"tests.test_browser", "tests.test_faults"}
@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def spark():
-    from segmentation.session import get_spark
+    from segmentation.spark_engine import get_spark
 
     return get_spark()
 

@@ -13,7 +13,8 @@ from segmentation.access import (
     owner_for,
 )
 from segmentation.errors import SegmentationError
-from segmentation.jobs import JobStore
+from segmentation.job_store import JobStore
+from segmentation.uploads import save_upload
 from tests.helpers import SAMPLE
 
 
@@ -37,7 +38,7 @@ def test_bad_settings_are_explained():
 
 def test_retention_deletes_only_old_anonymous_jobs(tmp_path):
     store = JobStore(tmp_path)
-    upload = store.save_upload(SAMPLE.read_bytes(), "s.csv")
+    upload = save_upload(store.uploads, SAMPLE.read_bytes(), "s.csv")
     old_visitor = store.create(upload, "s.csv", {}, owner="visitor:" + "a" * 24)
     user = store.create(SAMPLE, "s.csv", {}, owner="user:ann@example.com")
     for job in (old_visitor, user):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from segmentation.session import java_version
+from segmentation.spark_engine import java_version
 from tests import cluster
 from tests.helpers import ROOT, SAMPLE
 

@@ -27,9 +27,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from segmentation.jobs import JobRunner, JobState, JobStore, run_pipeline_job
+from segmentation.job_runner import JobRunner, run_pipeline_job
+from segmentation.job_store import JobStore
+from segmentation.jobs import JobState
 from segmentation.results import CUSTOMERS, MANIFEST
-from segmentation.session import ENGINE_LOST, OUT_OF_MEMORY_EXIT
+from segmentation.spark_engine import ENGINE_LOST, OUT_OF_MEMORY_EXIT
 from segmentation.synthetic import write_customers
 from tests.browser import (
     CHROMIUM,
@@ -221,7 +223,7 @@ def jvm_kill_scenario(home: str) -> None:
 
     Prints one JSON line with what happened, for the test to check.
     """
-    from segmentation.session import get_spark, stop_spark
+    from segmentation.spark_engine import get_spark, stop_spark
 
     store = JobStore(Path(home))
     customers = Path(home) / "customers.csv"
@@ -258,7 +260,7 @@ def out_of_memory_scenario(home: str) -> None:
     """Run in a fresh Python process: a job on a file Spark runs out of memory reading (a
     damaged export whose last field is 300 MB long, more than the 512 MB driver holds as text),
     then another job. Prints one JSON line with what happened, for the test to check."""
-    from segmentation.session import engine_exit_code, get_spark, stop_spark
+    from segmentation.spark_engine import engine_exit_code, get_spark, stop_spark
 
     store = JobStore(Path(home))
     damaged = Path(home) / "no-line-breaks.csv"

@@ -12,15 +12,10 @@ from pathlib import Path
 import pytest
 
 from segmentation.errors import InputError, SegmentationError
-from segmentation.jobs import (
-    JobOutcome,
-    JobRunner,
-    JobState,
-    JobStore,
-    run_pipeline_job,
-    short_reason,
-    workspace_dir,
-)
+from segmentation.job_runner import JobRunner, run_pipeline_job, short_reason
+from segmentation.job_store import JobStore
+from segmentation.jobs import JobOutcome, JobState, workspace_dir
+from segmentation.uploads import save_upload
 from tests.helpers import SAMPLE, wait_until
 
 CSV = b"CustomerID,Age,Spend\n1,45,1550\n2,38,820\n"
@@ -33,7 +28,7 @@ def store(tmp_path) -> JobStore:
 
 @pytest.fixture
 def upload(store) -> Path:
-    return store.save_upload(CSV, "My customers (March).csv", ".csv")
+    return save_upload(store.uploads, CSV, "My customers (March).csv", ".csv")
 
 
 def rows(store: JobStore, sql: str, *args) -> list[tuple]:
@@ -59,12 +54,12 @@ def test_upload_gets_a_generated_name(store, upload):
     assert "March" not in upload.name and "customers" not in upload.name
     assert upload.read_bytes() == CSV
     with open(upload, "rb") as stream:
-        again = store.save_upload(stream, "../../etc/passwd.csv.gz", "")
+        again = save_upload(store.uploads, stream, "../../etc/passwd.csv.gz", "")
     assert again.parent == store.uploads and again.name.endswith(".csv.gz")
     assert again != upload and again.read_bytes() == CSV
-    assert store.save_upload(CSV, "data", "PARQUET").suffix == ".parquet"
+    assert save_upload(store.uploads, CSV, "data", "PARQUET").suffix == ".parquet"
     with pytest.raises(InputError):
-        store.save_upload(CSV, "x", "/../../evil")
+        save_upload(store.uploads, CSV, "x", "/../../evil")
 
 
 def test_create_get_list_messages_round_trip(store, upload):
@@ -295,6 +290,32 @@ def test_progress_stops_the_work_between_stages(store, upload, make_runner):
     assert "second stage" not in [m.message for m in store.messages(job.id)]
 
 
+def test_a_running_job_shows_the_pipelines_stage_times(store, upload, make_runner):
+    in_second_stage = threading.Event()
+    go_on = threading.Event()
+
+    def work(job, progress):
+        progress("loading", 0.0, "reading", {})
+        progress("validating", 0.1, "checking", {"loading": 1.25})
+        in_second_stage.set()
+        go_on.wait(30)
+        return JobOutcome(store.result_dir(job.id), timings={"loading": 1.25, "validating": 0.5})
+
+    runner = make_runner(work)
+    job = store.create(upload, "customers.csv", {})
+    runner.submit(job.id)
+    assert in_second_stage.wait(30)
+    running = store.get(job.id)
+    spent = running.stage_seconds()
+    assert running.timings == {"loading": 1.25}
+    assert set(spent) == {"loading", "validating"} and spent["loading"] == 1.25
+    assert 0 <= spent["validating"] <= running.duration
+    go_on.set()
+
+    finished = runner.wait(job.id, timeout=30)
+    assert finished.stage_seconds() == {"loading": 1.25, "validating": 0.5}
+
+
 def test_two_jobs_run_at_once_and_keep_their_own_results(store, upload, spark, make_runner):
     both_running = threading.Barrier(2, timeout=60)
 
@@ -394,7 +415,7 @@ def test_unexpected_error_fails_with_a_short_reason_and_logs_the_traceback(
 
     runner = make_runner(work)
     job = store.create(upload, "customers.csv", {})
-    with caplog.at_level(logging.ERROR, logger="segmentation.jobs"):
+    with caplog.at_level(logging.ERROR, logger="segmentation.job_runner"):
         runner.submit(job.id)
         done = runner.wait(job.id, timeout=60)
 
@@ -402,7 +423,7 @@ def test_unexpected_error_fails_with_a_short_reason_and_logs_the_traceback(
     assert "DIVIDE_BY_ZERO" in done.error
     assert "\n" not in done.error and "Traceback" not in done.error
     assert len(done.error) <= 300
-    logged = [r for r in caplog.records if r.name == "segmentation.jobs" and r.exc_info]
+    logged = [r for r in caplog.records if r.name == "segmentation.job_runner" and r.exc_info]
     assert logged and job.id in logged[0].getMessage()
 
 
@@ -415,7 +436,7 @@ def test_submit_refuses_a_job_that_is_not_queued(store, upload, make_runner):
 
 
 def test_pipeline_job_end_to_end_on_the_sample_data(store, spark, make_runner):
-    upload = store.save_upload(SAMPLE.read_bytes(), SAMPLE.name, ".csv")
+    upload = save_upload(store.uploads, SAMPLE.read_bytes(), SAMPLE.name, ".csv")
     runner = make_runner(run_pipeline_job(store, lambda: spark))
     job = store.create(upload, SAMPLE.name, {"k": 3, "seed": 42})
     runner.submit(job.id)

@@ -40,7 +40,7 @@ def run(spark, synthetic, tmp_path_factory):
         str(path),
         SegmentationParams(k=4, seed=7),
         tmp_path_factory.mktemp("r") / "out",
-        progress=lambda stage, fraction, message: events.append((stage, fraction, message)),
+        progress=lambda stage, fraction, message, _: events.append((stage, fraction, message)),
     )
     return result, events
 

@@ -14,7 +14,9 @@ import numpy as np
 import psutil
 import pytest
 
-from segmentation.jobs import JobRunner, JobState, JobStore, run_pipeline_job
+from segmentation.job_runner import JobRunner, run_pipeline_job
+from segmentation.job_store import JobStore
+from segmentation.jobs import JobState
 from tests.helpers import SAMPLE
 
 pytestmark = pytest.mark.soak

@@ -32,7 +32,7 @@ def sweep(spark, tmp_path_factory):
         str(path),
         SegmentationParams(k_range=(2, 6), stability_seeds=1),
         folder / "out",
-        progress=lambda *e: events.append(e),
+        progress=lambda *e: events.append(e[:3]),
     )
     return path, result, events
 
@@ -220,7 +220,7 @@ def test_each_batch_of_k_can_be_opened_while_the_others_are_measured(spark, tmp_
     out = tmp_path / "sweep"
     seen = []
 
-    def look(stage: str, fraction: float, message: str) -> None:
+    def look(stage: str, fraction: float, message: str, timings: dict) -> None:
         if " ready (" in message:  # a batch is written; the sweep goes on
             sweep = load_sweep(out)
             opened = [load_results(sweep.folder(k)) for k in sweep.ks]

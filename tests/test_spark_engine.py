@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from segmentation.errors import EngineError
-from segmentation.session import (
+from segmentation.spark_engine import (
     SparkSettings,
     available_memory_mb,
     default_driver_memory,
@@ -71,7 +71,7 @@ def test_spark_starts_on_the_pypi_java_alone(tmp_path):
     env["PATH"] = f"{os.path.dirname(sys.executable)}:{no_java}"
     assert not shutil.which("java", path=env["PATH"])
     code = (
-        "from segmentation.session import get_spark, engine_info\n"
+        "from segmentation.spark_engine import get_spark, engine_info\n"
         "s = get_spark(); print('rows', s.range(5).count(), engine_info(s)['java_version'])"
     )
     done = subprocess.run(
@@ -90,7 +90,7 @@ def test_engine_failures_are_told_apart_from_bad_data(spark):
     from py4j.protocol import Py4JNetworkError
 
     from segmentation.errors import InputError
-    from segmentation.session import ENGINE_LOST, engine_failure, engine_failure_reason
+    from segmentation.spark_engine import ENGINE_LOST, engine_failure, engine_failure_reason
 
     lost = Py4JNetworkError("Answer from Java side is empty")
     heap = RuntimeError("Job aborted: java.lang.OutOfMemoryError: Java heap space")
@@ -119,7 +119,7 @@ def test_driver_memory_follows_the_memory_available_unless_set():
 
 
 ENGINE_ARGUMENTS = (
-    "from segmentation.session import get_spark\n"
+    "from segmentation.spark_engine import get_spark\n"
     "jvm = get_spark().sparkContext._jvm\n"
     "print(list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()))"
 )
