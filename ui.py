@@ -27,17 +27,14 @@ from segmentation.errors import EngineError, SegmentationError
 from segmentation.job_runner import JobRunner, run_pipeline_job
 from segmentation.job_store import JobStore
 from segmentation.jobs import Job, JobState, workspace_dir
+from segmentation.loading import LoadOptions, load_customer_table
 from segmentation.locations import ROOTS_SETTING
-from segmentation.preparation import SegmentationParams
+from segmentation.order_log import TRANSACTION_FEATURES, detect_input_kind
+from segmentation.order_report import TransactionReport
+from segmentation.params import SegmentationParams
 from segmentation.reading import read_table
 from segmentation.results import Results, Sweep, load_results, load_sweep, sweep_state
 from segmentation.spark_engine import SETTING_NAMES, EngineStarter, engine_failure_reason
-from segmentation.transactions import (
-    TRANSACTION_FEATURES,
-    LoadOptions,
-    detect_input_kind,
-    load_customer_table,
-)
 from segmentation.uploads import save_table
 from segmentation.validation import ValidationReport, validate
 
@@ -295,7 +292,7 @@ def k_picker(job: Job) -> int | None:
         k = ks[0]
         st.markdown(f"Number of segments: **k = {k}**")
     if sweep.complete:
-        st.caption(plain(f"Suggested k={sweep.suggested_k}: {sweep.manifest['suggestion']}"))
+        st.caption(plain(f"Suggested k={sweep.suggested_k}: {sweep.manifest.suggestion}"))
     else:
         st.caption(
             plain(f"{sweep.progress_text}. The suggestion comes when every k is measured."),
@@ -357,7 +354,7 @@ def validation(
     features: tuple[str, ...] | None,
     overrides: tuple[tuple[str, str], ...],
     options: LoadOptions,
-) -> tuple[ValidationReport, dict | None]:
+) -> tuple[ValidationReport, TransactionReport | None]:
     """The validation report for these settings, and how an order log became customers."""
     with engine_errors():
         table, origin = load_customer_table(services().engine.session(), path, options)

@@ -1,11 +1,10 @@
 """Results: quality figures, a card per segment, the profile table, names to edit, downloads."""
 
-import json
-
 import streamlit as st
 
 import ui
 from segmentation import charts
+from segmentation.manifest import to_json
 
 st.title("Segmentation results")
 job = ui.pick_job("results-job")
@@ -14,28 +13,28 @@ if job is None:
 k = ui.k_picker(job)
 results = ui.results_of(job, k)
 manifest = results.manifest
-metrics = manifest["metrics"]
+metrics = manifest.metrics
 
 cols = st.columns(5)
-cols[0].metric("Customers", f"{manifest['rows_out']:,}")
+cols[0].metric("Customers", f"{manifest.rows_out:,}")
 cols[1].metric("Segments", len(results.segments))
 cols[2].metric(
     "Silhouette",
-    ui.fmt(metrics["silhouette"]),
+    ui.fmt(metrics.silhouette),
     help="Squared Euclidean silhouette over every customer, −1 to 1: higher means "
     "customers sit closer to their own segment than to the next one.",
 )
 cols[3].metric(
     "Calinski–Harabasz",
-    ui.fmt(metrics["calinski_harabasz"], 1),
+    ui.fmt(metrics.calinski_harabasz, 1),
     help="Between- vs within-segment spread; higher is better.",
 )
 cols[4].metric(
     "Davies–Bouldin",
-    ui.fmt(metrics["davies_bouldin"]),
+    ui.fmt(metrics.davies_bouldin),
     help="Average similarity of each segment to its closest one; lower is better.",
 )
-for note in manifest["repairs"]["notes"]:
+for note in manifest.repairs.notes:
     st.info(ui.plain(note))
 
 st.subheader("Segments")
@@ -95,7 +94,7 @@ middle.download_button(
 )
 right.download_button(
     "Manifest (JSON)",
-    data=json.dumps(manifest, indent=2),
+    data=to_json(manifest),
     file_name=f"manifest-{job.id[:6]}.json",
     mime="application/json",
     icon=":material/download:",

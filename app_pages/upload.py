@@ -7,17 +7,10 @@ import streamlit as st
 import ui
 from segmentation.columns import ROLE_LABELS
 from segmentation.errors import SegmentationError
+from segmentation.loading import INPUT_KINDS, LoadOptions
 from segmentation.locations import data_roots, resolve_location
-from segmentation.preparation import (
-    MAX_FEATURES,
-    MAX_K,
-    MIN_K,
-    OUTLIER_POLICIES,
-    SKEWED,
-    SegmentationParams,
-    skewed_features,
-)
-from segmentation.transactions import INPUT_KINDS, LoadOptions, origin_messages
+from segmentation.params import MAX_FEATURES, MAX_K, MIN_K, OUTLIER_POLICIES, SegmentationParams
+from segmentation.preparation import SKEWED, skewed_features
 
 NO_COLUMN = "— none —"
 KIND_LABELS = {"auto": "Detect", "customers": "Customer table", "transactions": "Order log"}
@@ -104,7 +97,7 @@ except SegmentationError as error:
 if origin:
     st.success(
         ui.plain(
-            f"Order log: {origin['rows_in']:,} lines → {origin['customers']:,} "
+            f"Order log: {origin.rows_in:,} lines → {origin.customers:,} "
             f"customers, built with Spark."
         ),
         icon=":material/receipt_long:",
@@ -193,7 +186,7 @@ if report is None:  # nothing numeric to choose: say why (e.g. no rows), else wh
 else:
     for problem in report.errors:
         st.error(ui.plain(problem.message), icon=":material/error:")
-    for message in origin_messages(origin):
+    for message in origin.messages() if origin else []:
         st.info(ui.plain(message), icon=":material/receipt_long:")
     for problem in report.warnings:
         st.warning(ui.plain(problem.message), icon=":material/warning:")

@@ -20,7 +20,7 @@ def show(figure) -> None:
 
 st.caption(
     f"Charts of individual customers use a stratified sample of {len(sample):,} of "
-    f"{results.manifest['rows_out']:,} customers; profiles use everyone."
+    f"{results.manifest.rows_out:,} customers; profiles use everyone."
 )
 sweep = ui.sweep_of(ui.results_folder(job))
 tabs = st.tabs(

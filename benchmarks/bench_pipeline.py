@@ -102,8 +102,8 @@ def warm_worker(kind: str, path: Path, warmup: Path, repeats: int, driver_memory
     local_dir = Path(tempfile.mkdtemp(prefix="bench-spark-local-"))
     os.environ["SPARK_CONF"] = f"spark.local.dir={local_dir}"
     from benchmarks import baseline
+    from segmentation.params import SegmentationParams
     from segmentation.pipeline import run_segmentation
-    from segmentation.preparation import SegmentationParams
     from segmentation.spark_engine import SparkSettings, engine_log, get_spark
     from segmentation.sweep import run_sweep
 
@@ -152,7 +152,7 @@ def warm_worker(kind: str, path: Path, warmup: Path, repeats: int, driver_memory
                     "on_disk_mb": storage.on_disk_mb,
                     "blocks_on_disk": storage.blocks_on_disk,
                     "spills": spills(engine_log(), log_at),
-                    "stages": manifest["timings"],
+                    "stages": manifest.timings,
                 }
             )
             started = time.perf_counter()

@@ -58,8 +58,8 @@ def spark_customers(spark, path: Path) -> Run:
     """
     from pyspark.sql import functions as F
 
+    from segmentation.order_log import build_customer_table
     from segmentation.reading import read_table
-    from segmentation.transactions import build_customer_table
 
     gc.collect()
     with PeakMemory() as memory:

@@ -330,8 +330,8 @@ class Run:
 
 def spark_segmentation(spark, path: Path, k: int = SEGMENTS) -> Run:
     """One run of the real pipeline into a fresh directory that is deleted afterwards."""
+    from segmentation.params import SegmentationParams
     from segmentation.pipeline import run_segmentation
-    from segmentation.preparation import SegmentationParams
 
     with scratch_dir("bench-segmentation-") as scratch:
         result, seconds, memory = measure(
@@ -342,10 +342,10 @@ def spark_segmentation(spark, path: Path, k: int = SEGMENTS) -> Run:
     manifest = result.manifest
     return Run.measured(
         seconds,
-        manifest.get("timings", {}),
+        manifest.timings,
         memory,
-        silhouette=number_or_nan(manifest.get("metrics", {}).get("silhouette")),
-        extra={"rows_out": manifest.get("rows_out")},
+        silhouette=number_or_nan(manifest.metrics.silhouette),
+        extra={"rows_out": manifest.rows_out},
     )
 
 

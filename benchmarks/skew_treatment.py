@@ -28,29 +28,30 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import median, print_table
+from segmentation.manifest import FeatureModel
 from tests.helpers import cdnow_csv
 
 TREATMENTS = {"cap": (), "log": None}  # log_features: none, or the automatic choice
 
 
-def model_view(customers: pd.DataFrame, steps: dict, feature: str) -> pd.Series:
+def model_view(customers: pd.DataFrame, steps: FeatureModel, feature: str) -> pd.Series:
     """A feature as the model saw it (filled, capped, logged), before scaling."""
-    values = customers[feature].astype(float).fillna(steps["fill"])
-    if steps["fences"]:
-        values = values.clip(*steps["fences"])
-    return np.log1p(values.clip(lower=0)) if steps["log"] else values
+    values = customers[feature].astype(float).fillna(steps.fill)
+    if steps.fences:
+        values = values.clip(*steps.fences)
+    return np.log1p(values.clip(lower=0)) if steps.log else values
 
 
 def figures(result) -> dict:
     """What one run tells about the best customers."""
     customers = pd.read_csv(result.out_dir / "customers.csv")
-    model = result.manifest["model"]["features"]
+    model = result.manifest.model.features
     spend, orders = customers["Spend"], customers["Frequency"]
     top = spend >= spend.quantile(0.99)
     capped = sum(
-        int((customers[f] > model[f]["fences"][1]).sum())
+        int((customers[f] > model[f].fences[1]).sum())
         for f in ("Spend", "Frequency")
-        if model[f]["fences"]
+        if model[f].fences
     )
     first = customers["segment"] == 1
     return {
@@ -63,7 +64,7 @@ def figures(result) -> dict:
         "orders": orders[first].median(),
         "top in it": float((customers.loc[top, "segment"] == 1).mean()),
         "sizes": sorted(customers["segment"].value_counts(normalize=True), reverse=True),
-        "silhouette": result.manifest["metrics"]["silhouette"],
+        "silhouette": result.manifest.metrics.silhouette,
         "name": result.segments.loc[0, "name"],
     }
 
@@ -82,8 +83,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
 
+    from segmentation.params import SegmentationParams
     from segmentation.pipeline import run_segmentation
-    from segmentation.preparation import SegmentationParams
     from segmentation.spark_engine import get_spark
 
     spark = get_spark()

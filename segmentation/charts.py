@@ -361,20 +361,7 @@ def categorical_mix(
     _require_rows(segments, "There are no segments to compare.")
     _require_columns(mix, ["segment", "column", "value", "count"], "mix")
     _require_columns(segments, ["segment", "name"], "segments")
-    counts = mix.loc[mix["column"] == column, ["segment", "value", "count"]].copy()
-    if counts.empty or counts["count"].sum() <= 0:
-        raise ValueError(f"There are no values of '{column}' to show.")
-    counts["value"] = counts["value"].where(counts["value"].notna(), "(missing)").astype(str)
-    counts["segment"] = counts["segment"].astype(int)
-    ranked = counts.groupby("value")["count"].sum().sort_values(ascending=False, kind="stable")
-    other = None
-    if len(ranked) > top:
-        kept = list(ranked.index[: top - 1])
-        other = f"Other ({len(ranked) - len(kept)} values)"
-        counts["value"] = counts["value"].where(counts["value"].isin(kept), other)
-        values = [*kept, other]
-    else:
-        values = list(ranked.index)
+    counts, values, other = _fold_rare_values(_column_counts(mix, column), top)
     table = counts.pivot_table(
         index="segment", columns="value", values="count", aggfunc="sum", fill_value=0
     )
@@ -399,16 +386,7 @@ def categorical_mix(
                 " (%{customdata:,} customers)<extra></extra>",
             )
         )
-    fig.update_layout(
-        barmode="stack",
-        legend_title_text=column,
-        # Small slices stay unlabelled rather than overflowing; the hover still has them.
-        uniformtext={"minsize": 10, "mode": "hide"},
-    )
-    fig.update_xaxes(title_text="Share of the segment's customers", range=[0, 100], ticksuffix="%")
-    fig.update_yaxes(
-        title_text="Segment", categoryorder="array", categoryarray=labels, autorange="reversed"
-    )
+    _stacked_shares_layout(fig, column, labels)
     return _finish(
         fig, f"{column} mix within each segment", height=_rows_height(len(labels), 45, 300)
     )
@@ -612,3 +590,39 @@ def _category_color(index: int) -> str:
 
 def _rows_height(rows: int, per_row: int, minimum: int) -> int:
     return int(np.clip(140 + per_row * rows, minimum, 900))
+
+
+def _column_counts(mix: pd.DataFrame, column: str) -> pd.DataFrame:
+    """One column's counts per segment and value, missing values named so they get a slice too."""
+    counts = mix.loc[mix["column"] == column, ["segment", "value", "count"]].copy()
+    if counts.empty or counts["count"].sum() <= 0:
+        raise ValueError(f"There are no values of '{column}' to show.")
+    counts["value"] = counts["value"].where(counts["value"].notna(), "(missing)").astype(str)
+    counts["segment"] = counts["segment"].astype(int)
+    return counts
+
+
+def _fold_rare_values(counts: pd.DataFrame, top: int) -> tuple[pd.DataFrame, list[str], str | None]:
+    """Beyond `top` values, all but the `top - 1` most frequent become one "Other (n values)",
+    so the legend stays readable. Returns the counts, the values by frequency and that name."""
+    ranked = counts.groupby("value")["count"].sum().sort_values(ascending=False, kind="stable")
+    if len(ranked) <= top:
+        return counts, list(ranked.index), None
+    kept = list(ranked.index[: top - 1])
+    other = f"Other ({len(ranked) - len(kept)} values)"
+    counts["value"] = counts["value"].where(counts["value"].isin(kept), other)
+    return counts, [*kept, other], other
+
+
+def _stacked_shares_layout(fig: go.Figure, column: str, labels: Sequence[str]) -> None:
+    """Stack the bars of each segment into 100%, segments top to bottom in `labels` order."""
+    fig.update_layout(
+        barmode="stack",
+        legend_title_text=column,
+        # Small slices stay unlabelled rather than overflowing; the hover still has them.
+        uniformtext={"minsize": 10, "mode": "hide"},
+    )
+    fig.update_xaxes(title_text="Share of the segment's customers", range=[0, 100], ticksuffix="%")
+    fig.update_yaxes(
+        title_text="Segment", categoryorder="array", categoryarray=labels, autorange="reversed"
+    )

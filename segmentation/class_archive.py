@@ -91,8 +91,8 @@ def make(archive: Path) -> bool:
     to `archive` when it exits; True when the archive is in place."""
     from pyspark import SparkContext
 
+    from segmentation.params import SegmentationParams
     from segmentation.pipeline import run_segmentation
-    from segmentation.preparation import SegmentationParams
     from segmentation.spark_engine import get_spark, stop_spark
     from segmentation.sweep import run_sweep
     from segmentation.synthetic import write_customers

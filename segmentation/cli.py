@@ -11,10 +11,14 @@ import logging
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from segmentation.errors import EngineError, InputError, SegmentationError
 from segmentation.spark_engine import stop_spark
+
+if TYPE_CHECKING:  # the commands import Spark only when they run
+    from segmentation.manifest import Quality
+    from segmentation.sweep import SweepResult
 
 EXIT_INVALID_INPUT = 2
 EXIT_ENGINE = 3
@@ -56,9 +60,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
-
     run = commands.add_parser("run", help="segment a customer table (CSV, CSV.gz or Parquet)")
     run.add_argument("input", help="path or URL of the customer table")
+    _add_model_options(run)
+    _add_input_options(run)
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results folder, must not exist (default ./segmentation-results/...)",
+    )
+
+    sample = commands.add_parser("sample", help="write synthetic customers with known segments")
+    sample.add_argument("out", type=Path, help="file to write: .csv, .csv.gz or .parquet")
+    sample.add_argument("--rows", type=int, default=10_000)
+    sample.add_argument("--segments", type=int, default=4)
+    sample.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _add_model_options(run: argparse.ArgumentParser) -> None:
+    """How many segments, on which features, with which treatment of outliers and skew."""
     run.add_argument("--k", type=int, default=4, help="number of segments (2-30, default 4)")
     run.add_argument(
         "--k-range",
@@ -103,49 +125,40 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ROLE=COLUMN",
         help="map a column to a role: customer_id, age, spend, recency, frequency",
     )
-    run.add_argument(
+
+
+def _add_input_options(command: argparse.ArgumentParser) -> None:
+    """How an input is read: what it is and, for an order log, its dates and attributes."""
+    command.add_argument(
         "--input-kind",
         choices=("auto", "customers", "transactions"),
         default="auto",
         help="a customer table or an order log (default: detected)",
     )
-    run.add_argument(
+    command.add_argument(
         "--date-format",
         choices=("iso", "yyyymmdd", "day-first", "month-first"),
         default=None,
         help="dates of an order log (default: detected; ambiguous "
         "day/month dates are asked for, never guessed)",
     )
-    run.add_argument(
+    command.add_argument(
         "--reference-date",
         default=None,
         metavar="YYYY-MM-DD",
         help="order log: the day Recency is counted to (default: day after the last)",
     )
-    run.add_argument(
+    command.add_argument(
         "--customers",
         default=None,
         metavar="FILE",
         help="order log: a table of customer attributes (e.g. Age, Region) to join",
     )
-    run.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="results folder, must not exist (default ./segmentation-results/...)",
-    )
-
-    sample = commands.add_parser("sample", help="write synthetic customers with known segments")
-    sample.add_argument("out", type=Path, help="file to write: .csv, .csv.gz or .parquet")
-    sample.add_argument("--rows", type=int, default=10_000)
-    sample.add_argument("--segments", type=int, default=4)
-    sample.add_argument("--seed", type=int, default=0)
-    return parser
 
 
 def _run(args: argparse.Namespace) -> int:
+    from segmentation.params import SegmentationParams
     from segmentation.pipeline import run_segmentation
-    from segmentation.preparation import SegmentationParams
     from segmentation.reading import sniff
     from segmentation.spark_engine import get_spark
     from segmentation.sweep import run_sweep
@@ -173,20 +186,17 @@ def _run(args: argparse.Namespace) -> int:
         return _print_sweep(run_sweep(get_spark(), args.input, params, out_dir=out))
     result = run_segmentation(get_spark(), args.input, params, out_dir=out)
     m = result.manifest
-    print(f"{m['rows_out']:,} customers in {len(result.segments)} segments -> {result.out_dir}")
-    print(_metrics_line(m["metrics"]))
+    print(f"{m.rows_out:,} customers in {len(result.segments)} segments -> {result.out_dir}")
+    print(_metrics_line(m.metrics))
     print(_segment_table(result.segments))
-    for warning in m["warnings"] + m["repairs"]["notes"]:
+    for warning in m.warnings + m.repairs.notes:
         print(f"note: {warning}")
     return 0
 
 
-def _print_sweep(result) -> int:
+def _print_sweep(result: SweepResult) -> int:
     m = result.manifest
-    print(
-        f"{m['rows_out']:,} customers, k={m['k_values'][0]}..{m['k_values'][-1]} -> "
-        f"{result.out_dir}"
-    )
+    print(f"{m.rows_out:,} customers, k={m.k_values[0]}..{m.k_values[-1]} -> {result.out_dir}")
     print(
         result.table[
             [
@@ -199,19 +209,19 @@ def _print_sweep(result) -> int:
             ]
         ].to_string(index=False, float_format=lambda v: f"{v:.3f}")
     )
-    print(f"suggested k={m['suggested_k']}: {m['suggestion']}")
+    print(f"suggested k={m.suggested_k}: {m.suggestion}")
     return 0
 
 
-def _metrics_line(metrics: dict) -> str:
+def _metrics_line(metrics: Quality) -> str:
     def fmt(value, digits=3):
         return "n/a" if value is None else f"{value:,.{digits}f}"
 
     return (
-        f"silhouette (squared Euclidean) {fmt(metrics['silhouette'])} · "
-        f"Calinski-Harabasz {fmt(metrics['calinski_harabasz'], 1)} · "
-        f"Davies-Bouldin {fmt(metrics['davies_bouldin'])} · "
-        f"within-cluster SS {fmt(metrics['within_ss'], 1)}"
+        f"silhouette (squared Euclidean) {fmt(metrics.silhouette)} · "
+        f"Calinski-Harabasz {fmt(metrics.calinski_harabasz, 1)} · "
+        f"Davies-Bouldin {fmt(metrics.davies_bouldin)} · "
+        f"within-cluster SS {fmt(metrics.within_ss, 1)}"
     )
 
 

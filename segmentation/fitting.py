@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ from segmentation.kmeans import (
     principal_axes,
     sample_rows,
 )
+from segmentation.manifest import Quality
 from segmentation.measurement import (
     ClusterProfile,
     Memberships,
@@ -47,7 +48,7 @@ class Segmentation:
 
     k: int
     centres: np.ndarray  # k x features, standardized
-    quality: dict
+    quality: Quality
     segments: pd.DataFrame  # one row per segment: segments.csv
     mix: pd.DataFrame  # segment, column, value, count: categorical_mix.csv
     order: dict[int, int]  # cluster id -> segment number (1 = highest spend)
@@ -198,23 +199,23 @@ def describe(
 
 def _quality(
     k: int, stats: list[metrics.ClusterStats], silhouette_sum: float, rows: int, fitted_on: int
-) -> dict:
-    return {
-        "silhouette": silhouette_sum / rows if len(stats) > 1 else None,
-        "silhouette_kind": "squared Euclidean silhouette, over every customer",
-        "within_ss": metrics.within_ss(stats),
-        "calinski_harabasz": metrics.calinski_harabasz(stats),
-        "davies_bouldin": metrics.davies_bouldin(stats),
-        "k_requested": k,
-        "segments_found": len(stats),
-        "fitted_on": fitted_on,
-        "fit_kind": (
+) -> Quality:
+    return Quality(
+        silhouette=silhouette_sum / rows if len(stats) > 1 else None,
+        silhouette_kind="squared Euclidean silhouette, over every customer",
+        within_ss=metrics.within_ss(stats),
+        calinski_harabasz=metrics.calinski_harabasz(stats),
+        davies_bouldin=metrics.davies_bouldin(stats),
+        k_requested=k,
+        segments_found=len(stats),
+        fitted_on=fitted_on,
+        fit_kind=(
             f"centres fitted on all {rows:,} customers"
             if fitted_on >= rows
             else f"centres fitted on a random sample of {fitted_on:,} of {rows:,} customers; "
             "every customer is assigned and every figure is computed over all of them"
         ),
-    }
+    )
 
 
 def _segmentation(
@@ -270,7 +271,7 @@ def _segmentation(
     return Segmentation(
         k=k,
         centres=centres.by_k[k],
-        quality={**quality, "sizes": {p.segment: p.size for p in segments}},
+        quality=replace(quality, sizes={p.segment: p.size for p in segments}),
         segments=profiles_frame(segments, report.features),
         mix=pd.DataFrame(mix_rows, columns=["segment", "column", "value", "count"]),
         order=order,
@@ -343,7 +344,7 @@ def _add_chart_samples(
     picked: dict[int, list[pd.DataFrame]] = {k: [] for k in found}
     short: dict[int, dict[int, float]] = {}
     for k, seg in found.items():
-        sizes = {c: seg.quality["sizes"][n] for c, n in seg.order.items()}
+        sizes = {c: seg.quality.sizes[n] for c, n in seg.order.items()}
         fractions = chart_fractions(sizes)
         labels = nearest(x, centres.by_k[k])
         for cluster, size in sizes.items():

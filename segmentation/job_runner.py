@@ -17,7 +17,11 @@ from typing import Any
 from segmentation.errors import JobCancelled, SegmentationError
 from segmentation.job_store import JobStore, hold, release
 from segmentation.jobs import Job, JobOutcome, JobState, ProgressFn, WorkFn
+from segmentation.manifest import SweepManifest
+from segmentation.params import SegmentationParams
+from segmentation.pipeline import run_segmentation
 from segmentation.spark_engine import engine_failure_reason, error_text, get_spark
+from segmentation.sweep import run_sweep
 
 log = logging.getLogger(__name__)
 
@@ -252,10 +256,6 @@ def run_pipeline_job(store: JobStore, spark_provider: Callable[[], Any]) -> Work
     """The work function the app hands to its JobRunner: one segmentation run per job."""
 
     def work(job: Job, progress: ProgressFn) -> JobOutcome:
-        from segmentation.pipeline import run_segmentation
-        from segmentation.preparation import SegmentationParams
-        from segmentation.sweep import run_sweep
-
         params = SegmentationParams.from_dict(job.params)
         out_dir = store.result_dir(job.id)
         run = run_sweep if params.k_range else run_segmentation
@@ -263,11 +263,12 @@ def run_pipeline_job(store: JobStore, spark_provider: Callable[[], Any]) -> Work
             spark_provider(), job.input_path, params, out_dir=str(out_dir), progress=progress
         )
         manifest = result.manifest
+        k = manifest.suggested_k if isinstance(manifest, SweepManifest) else manifest.k
         summary = {
-            "rows": manifest.get("rows_out"),
-            "k": manifest.get("suggested_k", params.k),
-            "silhouette": manifest.get("metrics", {}).get("silhouette"),
+            "rows": manifest.rows_out,
+            "k": k,
+            "silhouette": manifest.metrics.silhouette if manifest.metrics else None,
         }
-        return JobOutcome(out_dir, summary, dict(manifest.get("timings", {})))
+        return JobOutcome(out_dir, summary, dict(manifest.timings))
 
     return work

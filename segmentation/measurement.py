@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Row
 from pyspark.sql import functions as F
 
 from segmentation.kmeans import cluster_of
@@ -159,24 +159,44 @@ def profiles(
     the silhouette costs O(n·k), not O(n²). A customer alone in its cluster scores 0.
     """
     ks = sorted(centres)
+    rows = _scored_rows(df, columns, list(value_columns.values()), centres, stats)
+    groups = _label_groups(rows, ks, len(value_columns))
+    per_cluster = _per_cluster(groups, ks, len(value_columns))
+    return _cluster_profiles(per_cluster, ks, list(value_columns), stats)
+
+
+def _scored_rows(
+    df: DataFrame,
+    columns: Sequence[str],
+    values: Sequence[str],
+    centres: Mapping[int, np.ndarray],
+    stats: Mapping[int, list[ClusterStats]],
+) -> DataFrame:
+    """Each customer's cluster ids, real-unit `values` (`__v<i>`) and, per k, silhouette
+    (`__s<k>`) and distance to its cluster's mean (`__r<k>`): all the pass needs per row."""
+    ks = sorted(centres)
     labels = [label(k) for k in ks]
-    features = list(value_columns)
-    kept = [*labels, *[f"__v{i}" for i in range(len(features))]]
+    kept = [*labels, *[f"__v{i}" for i in range(len(values))]]
     labelled = df.select(
         *_labels(columns, centres),
-        *[F.col(v).cast("double").alias(f"__v{i}") for i, v in enumerate(value_columns.values())],
+        *[F.col(v).cast("double").alias(f"__v{i}") for i, v in enumerate(values)],
         *[F.col(f"`{c}`").alias(f"__x{i}") for i, c in enumerate(columns)],
     )
     members = {k: _member_arrays(stats[k], len(centres[k]), len(columns)) for k in ks}
     schema = [f"{c} INT" for c in labels] + [
         f"{c} DOUBLE" for c in [*kept[len(labels) :], *[f"__{n}{k}" for k in ks for n in "sr"]]
     ]
-    rows = labelled.mapInArrow(
+    return labelled.mapInArrow(
         _silhouettes_and_spreads(members, dict(zip(ks, labels, strict=True)), kept, len(columns)),
         ", ".join(schema),
     )
-    values = [F.col(f"__v{i}") for i in range(len(features))]
-    groups = rows.groupBy(*labels).agg(
+
+
+def _label_groups(rows: DataFrame, ks: Sequence[int], features: int) -> DataFrame:
+    """Per combination of cluster ids: sums, extremes and median sketches, which merge exactly
+    per (k, cluster) afterwards; a few hundred groups at most, however many customers."""
+    values = [F.col(f"__v{i}") for i in range(features)]
+    return rows.groupBy(*[label(k) for k in ks]).agg(
         F.count(F.lit(1)).alias("n"),
         *[F.sum(f"__s{k}").alias(f"s{k}") for k in ks],
         *[F.sum(f"__r{k}").alias(f"r{k}") for k in ks],
@@ -185,8 +205,11 @@ def profiles(
         *[F.max(v).alias(f"max{i}") for i, v in enumerate(values)],
         *[F.kll_sketch_agg_double(v, SKETCH_K).alias(f"kll{i}") for i, v in enumerate(values)],
     )
-    # Each group once per k, under that k's cluster id, then summed per (k, cluster).
-    by_k = F.explode(
+
+
+def _each_k(ks: Sequence[int]) -> Column:
+    """Each group once per k, under that k's cluster id, so one groupBy sums every k at once."""
+    return F.explode(
         F.array(
             *[
                 F.struct(
@@ -199,21 +222,22 @@ def profiles(
             ]
         )
     ).alias("__k")
-    kept = [
-        "n",
-        *[f"{stat}{i}" for stat in ("sum", "min", "max", "kll") for i in range(len(features))],
-    ]
-    per_cluster = (
-        groups.select(by_k, *kept)
+
+
+def _per_cluster(groups: DataFrame, ks: Sequence[int], features: int) -> list[Row]:
+    """The groups summed up per (k, cluster), each feature's median read off the merged sketch."""
+    kept = ["n", *[f"{stat}{i}" for stat in ("sum", "min", "max", "kll") for i in range(features)]]
+    return (
+        groups.select(_each_k(ks), *kept)
         .groupBy("__k.k", "__k.cluster")
         .agg(
             F.sum("n").alias("n"),
             F.sum("__k.silhouette").alias("silhouette"),
             F.sum("__k.spread").alias("spread"),
-            *[F.sum(f"sum{i}").alias(f"sum{i}") for i in range(len(features))],
-            *[F.min(f"min{i}").alias(f"min{i}") for i in range(len(features))],
-            *[F.max(f"max{i}").alias(f"max{i}") for i in range(len(features))],
-            *[F.kll_merge_agg_double(f"kll{i}").alias(f"kll{i}") for i in range(len(features))],
+            *[F.sum(f"sum{i}").alias(f"sum{i}") for i in range(features)],
+            *[F.min(f"min{i}").alias(f"min{i}") for i in range(features)],
+            *[F.max(f"max{i}").alias(f"max{i}") for i in range(features)],
+            *[F.kll_merge_agg_double(f"kll{i}").alias(f"kll{i}") for i in range(features)],
         )
         .select(
             "k",
@@ -221,14 +245,23 @@ def profiles(
             "n",
             "silhouette",
             "spread",
-            *[F.col(f"{stat}{i}") for stat in ("sum", "min", "max") for i in range(len(features))],
+            *[F.col(f"{stat}{i}") for stat in ("sum", "min", "max") for i in range(features)],
             *[
                 F.kll_sketch_get_quantile_double(f"kll{i}", F.lit(0.5)).alias(f"median{i}")
-                for i in range(len(features))
+                for i in range(features)
             ],
         )
         .collect()
     )
+
+
+def _cluster_profiles(
+    per_cluster: Sequence[Row],
+    ks: Sequence[int],
+    features: Sequence[str],
+    stats: Mapping[int, list[ClusterStats]],
+) -> dict[int, dict[int, ClusterProfile]]:
+    """The profiles out of the per-(k, cluster) rows; each cluster's spread goes on its stats."""
     by_cluster = {(k, s.cluster): s for k in ks for s in stats[k]}
     result: dict[int, dict[int, ClusterProfile]] = {k: {} for k in ks}
     for r in per_cluster:

@@ -7,14 +7,16 @@ k (segmentation.sweep) runs the same steps for every k on one prepared table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 from pyspark.sql import SparkSession
 
 from segmentation.fitting import describe, draw_sample, measure
-from segmentation.preparation import Progress, ProgressCallback, SegmentationParams, prepare
+from segmentation.manifest import Manifest
+from segmentation.params import SegmentationParams
+from segmentation.preparation import Progress, ProgressCallback, prepare
 from segmentation.results import write_results
 
 
@@ -23,7 +25,7 @@ class SegmentationResult:
     """A finished run: where its files are, its manifest and the segments table."""
 
     out_dir: Path
-    manifest: dict
+    manifest: Manifest  # with the time saving took, which the file cannot hold
     segments: pd.DataFrame
 
 
@@ -50,8 +52,8 @@ def run_segmentation(
         with tracker.stage("profiling", "Describing and naming the segments"):
             seg = describe(data, centres, [k], measured, profiled, params.seed)[k]
         with tracker.stage("saving", "Writing the results"):
-            manifest = write_results(out_dir, data, seg, params, tracker.timings, tracker.report)
-        manifest["timings"] = dict(tracker.timings)
+            manifest = write_results(out_dir, data, seg, params, tracker.so_far, tracker.report)
+        manifest = replace(manifest, timings=dict(tracker.timings))
         return SegmentationResult(out_dir=out_dir, manifest=manifest, segments=seg.segments)
     finally:
         data.release()

@@ -10,24 +10,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import date
+from dataclasses import dataclass
 
 import numpy as np
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from segmentation.errors import InputError
-from segmentation.reading import Table, number_expr
+from segmentation.loading import load_customer_table
+from segmentation.manifest import FeatureModel, Repairs
+from segmentation.order_log import TRANSACTION_FEATURES
+from segmentation.order_report import TransactionReport
+from segmentation.params import SegmentationParams
+from segmentation.reading import Table, number_expr, quoted_column
 from segmentation.rfm import ROLES as RFM_ROLES
 from segmentation.rfm import RfmScores
 from segmentation.spark_engine import unpersist
-from segmentation.transactions import (
-    TRANSACTION_FEATURES,
-    LoadOptions,
-    load_customer_table,
-    origin_messages,
-)
 from segmentation.validation import ColumnProfile, ValidationReport, feature_columns, validate
 
 # stage, whole-run progress 0..1, what is happening, seconds of each finished stage
@@ -45,103 +43,9 @@ STAGES = (
     "saving",
 )
 _WEIGHTS = dict(zip(STAGES, (0.03, 0.17, 0.15, 0.02, 0.05, 0.25, 0.13, 0.08, 0.12), strict=True))
-OUTLIER_POLICIES = ("cap", "remove", "none")
 # Skewness above 1 is the usual mark of a highly skewed feature; spend and order counts of
 # real shops lie far above it (a public CD shop's log: 17.7 and 10.5).
 SKEWED = 1.0
-MIN_K, MAX_K = 2, 30
-MAX_FEATURES = 50
-
-
-@dataclass(frozen=True)
-class SegmentationParams:
-    """What the analyst chose; every field has the default a first run should use."""
-
-    k: int = 4
-    features: tuple[str, ...] | None = None  # None: Age, Spend, Recency, Frequency
-    seed: int = 42
-    max_iter: int = 40
-    outliers: str = "cap"
-    log_features: tuple[str, ...] | None = None  # None: every skewed, non-negative feature
-    column_mapping: Mapping[str, str] = field(default_factory=dict)
-    k_range: tuple[int, int] | None = None  # sweep every k in this range instead of one k
-    stability_seeds: int = 0  # extra seeds per k in a sweep, to see which k gives stable segments
-    input_kind: str = "auto"  # "customers", "transactions" (an order log) or "auto"
-    transaction_roles: Mapping[str, str] = field(default_factory=dict)  # order-log columns
-    date_format: str | None = None  # of an order log: iso, yyyymmdd, day-first, month-first
-    reference_date: str | None = None  # ISO date Recency is counted to (default: day after last)
-    attributes: str | None = None  # a customer attributes table joined to an order log
-
-    @property
-    def load_options(self) -> LoadOptions:
-        return LoadOptions(self.input_kind, self.date_format, self.reference_date, self.attributes)
-
-    def __post_init__(self) -> None:
-        if not MIN_K <= self.k <= MAX_K:
-            raise InputError(
-                f"The number of segments must be between {MIN_K} and {MAX_K}; got {self.k}."
-            )
-        if self.outliers not in OUTLIER_POLICIES:
-            raise InputError(
-                f"Outlier policy '{self.outliers}' is unknown; use one of {', '.join(OUTLIER_POLICIES)}."
-            )
-        if self.features and len(self.features) > MAX_FEATURES:
-            raise InputError(
-                f"{len(self.features)} features were chosen; at most {MAX_FEATURES} can be used. "
-                "Pick the columns that describe how customers buy."
-            )
-        if self.max_iter < 1:
-            raise InputError("The number of KMeans iterations must be at least 1.")
-        if self.k_range is not None:
-            object.__setattr__(self, "k_range", _checked_k_range(self.k_range))
-        if not 0 <= self.stability_seeds <= 10:
-            raise InputError("The stability check takes 0 to 10 extra seeds per k.")
-        object.__setattr__(self, "features", tuple(self.features) if self.features else None)
-        if self.log_features is not None:
-            object.__setattr__(self, "log_features", tuple(self.log_features))
-        object.__setattr__(self, "column_mapping", dict(self.column_mapping))
-        object.__setattr__(self, "transaction_roles", dict(self.transaction_roles))
-        if self.reference_date:
-            _check_reference_date(self.reference_date)
-
-    def to_dict(self) -> dict:
-        """JSON-ready form for the manifest and the job store."""
-        data = asdict(self)
-        data["features"] = list(self.features) if self.features else None
-        data["log_features"] = None if self.log_features is None else list(self.log_features)
-        data["k_range"] = list(self.k_range) if self.k_range else None
-        return data
-
-    @property
-    def k_values(self) -> list[int]:
-        """The k of a single run, or every k of a sweep."""
-        return list(range(self.k_range[0], self.k_range[1] + 1)) if self.k_range else [self.k]
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> SegmentationParams:
-        """Inverse of to_dict (unknown keys are ignored so old jobs still load)."""
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
-
-def _checked_k_range(k_range: tuple[int, int]) -> tuple[int, int]:
-    """A range of k as two integers, low to high, within MIN_K..MAX_K."""
-    low, high = (int(v) for v in k_range)
-    if not MIN_K <= low < high <= MAX_K:
-        raise InputError(
-            f"A range of k must go from {MIN_K} to at most {MAX_K}, low to high; got {low}-{high}."
-        )
-    return low, high
-
-
-def _check_reference_date(reference_date: str) -> None:
-    """Refuse a reference date that is not an ISO date."""
-    try:
-        date.fromisoformat(str(reference_date))
-    except ValueError as exc:
-        raise InputError(
-            f"The reference date '{reference_date}' is not a date like 2024-12-31."
-        ) from exc
 
 
 class Progress:
@@ -152,6 +56,7 @@ class Progress:
         self.callback = callback
         self.timings: dict[str, float] = {}
         self._stage = STAGES[0]
+        self._started = time.perf_counter()
 
     def _done_before(self, stage: str) -> float:
         return sum(_WEIGHTS[s] for s in STAGES[: STAGES.index(stage)])
@@ -162,18 +67,19 @@ class Progress:
             overall = self._done_before(self._stage) + _WEIGHTS[self._stage] * fraction
             self.callback(self._stage, min(overall, 1.0), message, dict(self.timings))
 
+    def so_far(self) -> dict[str, float]:
+        """Seconds of the finished stages and of the current one until now."""
+        running = {self._stage: round(time.perf_counter() - self._started, 3)}
+        return {**self.timings, **({} if self._stage in self.timings else running)}
+
     @contextmanager
     def stage(self, name: str, message: str) -> Iterator[None]:
         """Run one stage: report its start, time it."""
         self._stage = name
+        self._started = time.perf_counter()
         self.report(0.0, message)
-        start = time.perf_counter()
         yield
-        self.timings[name] = round(time.perf_counter() - start, 3)
-
-
-def _quoted(column: str) -> Column:
-    return F.col(f"`{column}`")
+        self.timings[name] = round(time.perf_counter() - self._started, 3)
 
 
 def skewed_features(profiles: Mapping[str, ColumnProfile], features: Sequence[str]) -> list[str]:
@@ -247,7 +153,7 @@ def _prepare(table: Table, report: ValidationReport, params: SegmentationParams)
     value_cols, model_cols, outlier_flags = [], [], []
     fences: dict[str, tuple[float, float]] = {}
     logged, notes = _logged(report, params)
-    select = [_quoted(c) for c in table.columns]
+    select = [quoted_column(c) for c in table.columns]
     for i, column in enumerate(report.features):
         p = report.profiles[column]
         parsed = _number_column(column)
@@ -334,10 +240,10 @@ class PreparedData:
     model_cols: list[str]  # the standardized features KMeans sees
     value_cols: list[str]
     rows_out: int
-    repairs: dict
-    model: dict[str, dict]  # per feature: the fill value, outlier fences, log, mean and std
+    repairs: Repairs
+    model: dict[str, FeatureModel]  # per feature: the fill value, fences, log, mean and std
     cached: list[DataFrame]
-    origin: dict | None = None  # how a customer table was built from an order log
+    origin: TransactionReport | None = None  # how a customer table was built from an order log
     rfm: RfmScores | None = None  # with Recency, Frequency and Spend among the features
 
     @property
@@ -351,6 +257,47 @@ class PreparedData:
         unpersist(self.cached)
 
 
+def _load(
+    spark: SparkSession, source: str, params: SegmentationParams, tracker: Progress
+) -> tuple[Table, TransactionReport | None, list[str], list[DataFrame]]:
+    """Read the input (building customers from an order log) and cache it with each chosen
+    feature parsed as a number: the validation pass fills this cache, every later stage reads
+    it, so the file is read once."""
+    table, origin = load_customer_table(
+        spark, source, params.load_options, params.transaction_roles or None, cache=True
+    )
+    cached = [table.df] if origin else []
+    if origin:
+        tracker.report(1.0, f"Built {origin.customers:,} customers from the order log")
+    features = params.features or (TRANSACTION_FEATURES if origin else None)
+    chosen = feature_columns(table.columns, features, params.column_mapping)
+    parsed = table.df.select(
+        "*", *[number_expr(table.df, c).alias(_number_column(c)) for c in chosen]
+    ).cache()
+    cached.append(parsed)
+    table = Table(
+        parsed, table.path, table.format, names=table.columns, unique_ids=table.unique_ids
+    )
+    return table, origin, chosen, cached
+
+
+def _measure_inputs(prepared: DataFrame, flagged: int, inputs: Sequence[str], min_k: int) -> Row:
+    """One pass: rows left, outliers treated, and each model input's mean and standard
+    deviation for the scaling."""
+    counts = prepared.agg(
+        F.count(F.lit(1)).alias("rows"),
+        *[F.sum(F.col(f"__o{j}").cast("int")).alias(f"o{j}") for j in range(flagged)],
+        *[F.avg(c).alias(f"mean{i}") for i, c in enumerate(inputs)],
+        *[F.stddev_samp(c).alias(f"std{i}") for i, c in enumerate(inputs)],
+    ).collect()[0]
+    if counts["rows"] < min_k:
+        raise InputError(
+            f"After removing outliers only {counts['rows']} customers are left, fewer than the "
+            f"{min_k} segments asked for. Use the 'cap' outlier policy or fewer segments."
+        )
+    return counts
+
+
 def prepare(
     spark: SparkSession, source: str, params: SegmentationParams, tracker: Progress, min_k: int
 ) -> PreparedData:
@@ -358,50 +305,21 @@ def prepare(
     cached: list[DataFrame] = []
     try:
         with tracker.stage("loading", "Reading the file"):
-            table, origin = load_customer_table(
-                spark, source, params.load_options, params.transaction_roles or None, cache=True
-            )
-            if origin:
-                cached.append(table.df)
-                tracker.report(1.0, f"Built {origin['customers']:,} customers from the order log")
-            features = params.features or (TRANSACTION_FEATURES if origin else None)
-            # One read of the file: the validation pass also fills this cache, which holds the
-            # input as read plus each feature parsed as a number, for every later stage.
-            chosen = feature_columns(table.columns, features, params.column_mapping)
-            parsed = table.df.select(
-                "*", *[number_expr(table.df, c).alias(_number_column(c)) for c in chosen]
-            ).cache()
-            cached.append(parsed)
-            table = Table(
-                parsed, table.path, table.format, names=table.columns, unique_ids=table.unique_ids
-            )
+            table, origin, chosen, cached = _load(spark, source, params, tracker)
 
         with tracker.stage("validating", "Checking columns and values"):
             numbers = {c: _number_column(c) for c in chosen}
+            features = params.features or (TRANSACTION_FEATURES if origin else None)
             report = validate(table, min_k, features, params.column_mapping, numbers)
             report.raise_for_errors()
             tracker.report(1.0, f"{report.rows:,} customers, {len(report.features)} features")
 
         with tracker.stage("preprocessing", "Filling missing values and treating outliers"):
             prepared, value_cols, inputs, fences, logged, notes = _prepare(table, report, params)
-            flagged = list(fences)
             rfm = _rfm_scores(report, value_cols)
 
         with tracker.stage("features", "Counting customers and measuring each feature"):
-            # One pass: rows left, outliers treated, and each model input's mean and standard
-            # deviation for the scaling.
-            counts = prepared.agg(
-                F.count(F.lit(1)).alias("rows"),
-                *[F.sum(F.col(f"__o{j}").cast("int")).alias(f"o{j}") for j in range(len(flagged))],
-                *[F.avg(c).alias(f"mean{i}") for i, c in enumerate(inputs)],
-                *[F.stddev_samp(c).alias(f"std{i}") for i, c in enumerate(inputs)],
-            ).collect()[0]
-            rows_out = counts["rows"]
-            if rows_out < min_k:
-                raise InputError(
-                    f"After removing outliers only {rows_out} customers are left, fewer than the "
-                    f"{min_k} segments asked for. Use the 'cap' outlier policy or fewer segments."
-                )
+            counts = _measure_inputs(prepared, len(fences), inputs, min_k)
 
         with tracker.stage("scaling", "Standardizing features (mean 0, standard deviation 1)"):
             model_cols = [f"__z{i}" for i in range(len(inputs))]
@@ -415,24 +333,24 @@ def prepare(
     except BaseException:
         unpersist(cached)
         raise
-    repairs = {
-        "filled_missing": {
+    repairs = Repairs(
+        filled_missing={
             c: report.profiles[c].missing + report.profiles[c].non_numeric for c in report.features
         },
-        "outliers": {c: counts[f"o{j}"] for j, c in enumerate(flagged)},
-        "outlier_policy": params.outliers,
-        "rows_removed": report.rows - rows_out,
-        "log_transformed": logged,
-        "notes": origin_messages(origin) + notes,
-    }
+        outliers={c: counts[f"o{j}"] for j, c in enumerate(fences)},
+        outlier_policy=params.outliers,
+        rows_removed=report.rows - counts["rows"],
+        log_transformed=logged,
+        notes=(origin.messages() if origin else []) + notes,
+    )
     model = {
-        column: {
-            "fill": report.profiles[column].median,
-            "fences": list(fences[column]) if column in fences else None,
-            "log": column in logged,
-            "mean": counts[f"mean{i}"],
-            "std": counts[f"std{i}"],
-        }
+        column: FeatureModel(
+            fill=report.profiles[column].median,
+            fences=list(fences[column]) if column in fences else None,
+            log=column in logged,
+            mean=counts[f"mean{i}"],
+            std=counts[f"std{i}"],
+        )
         for i, column in enumerate(report.features)
     }
     return PreparedData(
@@ -442,7 +360,7 @@ def prepare(
         scaled,
         model_cols,
         value_cols,
-        rows_out,
+        counts["rows"],
         repairs,
         model,
         cached,

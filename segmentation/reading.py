@@ -483,3 +483,28 @@ def sha256_of(path: str) -> str | None:
 def display_name(path: str) -> str:
     """The file name without folders, for messages."""
     return os.path.basename(path.rstrip("/")) or path
+
+
+def quoted_column(column: str) -> Column:
+    """A column by name, whatever characters the name holds."""
+    return F.col(f"`{column}`")
+
+
+def text_expr(df: DataFrame, column: str) -> Column:
+    """The value as trimmed text, null when missing; whole numbers lose a trailing '.0'."""
+    col = quoted_column(column)
+    data_type = df.schema[column].dataType
+    if isinstance(data_type, (T.FloatType, T.DoubleType, T.DecimalType)):
+        whole = col == F.floor(col)
+        text = F.when(whole, col.try_cast("bigint").cast("string")).otherwise(col.cast("string"))
+    else:
+        text = F.trim(col.cast("string"))
+    # Spreadsheets and pandas turn id 17850 into "17850.0"; it is the same customer. The
+    # cheap test first: most values have no dot and skip the regular expression.
+    text = F.when(text.contains("."), F.regexp_replace(text, r"^(\d+)\.0+$", "$1")).otherwise(text)
+    return F.when(~missing_expr(df, column), text)
+
+
+def customer_id_expr(df: DataFrame, column: str) -> Column:
+    """A customer id as clean text (null when missing), the same in order logs and attributes."""
+    return text_expr(df, column)

@@ -8,14 +8,11 @@ into place at the end, so a half-written result is never mistaken for a finished
 from __future__ import annotations
 
 import csv
-import json
-import math
 import platform
 import shutil
-import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -25,13 +22,25 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from segmentation.fitting import Segmentation, customers_table, segment_columns
-from segmentation.preparation import PreparedData, SegmentationParams
+from segmentation.manifest import (
+    MANIFEST,
+    Files,
+    InputFile,
+    Manifest,
+    Model,
+    SegmentSummary,
+    SweepManifest,
+    read_manifest,
+    read_sweep_manifest,
+    to_json,
+)
+from segmentation.params import SegmentationParams
+from segmentation.preparation import PreparedData
 from segmentation.reading import display_name, file_size, sha256_of
 from segmentation.rfm import SCORE_COLUMNS
 from segmentation.rfm import SEGMENTS as RFM_SEGMENTS
 from segmentation.spark_engine import engine_info
 
-MANIFEST = "manifest.json"
 CUSTOMERS = "customers.csv"
 SEGMENTS = "segments.csv"
 MIX = "categorical_mix.csv"
@@ -40,17 +49,6 @@ RFM = "rfm_overlap.csv"
 SWEEP_TABLE = "sweep.csv"
 SPLITS = "splits.csv"
 FORMULA_START = r"^[=+\-@\t\r]"
-
-
-def jsonable(value):
-    """Replace NaN and infinities (not valid JSON) with None, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def _neutralised(column: str) -> F.Column:
@@ -102,20 +100,19 @@ def write_results(
     data: PreparedData,
     seg: Segmentation,
     params: SegmentationParams,
-    timings: Mapping[str, float],
+    timings: Callable[[], Mapping[str, float]],
     progress: Callable[[float, str], None],
-    extra: Mapping | None = None,
-) -> dict:
+    in_sweep: bool = False,
+) -> Manifest:
     """Write one segmentation's results folder atomically and return its manifest.
 
-    A single run's folder holds customers.csv; a k of a sweep (`extra` has `sweep_k`) points to
-    the sweep's customers.csv, which holds every k's segments.
+    A single run's folder holds customers.csv; a k of a sweep (`in_sweep`) points to the
+    sweep's customers.csv, which holds every k's segments. `timings` gives the run's stage
+    times so far, read as the manifest is written (the last moment the file can know).
     """
-    start = time.perf_counter()
     # Absolute: a Spark Connect server resolves relative paths against its own working folder.
     partial = out_dir.absolute().parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     partial.mkdir(parents=True)
-    in_sweep = bool(extra and extra.get("sweep_k"))
     try:
         if not in_sweep:
             progress(0.1, "Writing customers.csv")
@@ -127,12 +124,8 @@ def write_results(
         seg.sample.to_parquet(partial / SAMPLE, index=False)
         if seg.rfm is not None:
             seg.rfm.to_csv(partial / RFM, index=False)
-        timings = {**timings, "saving": round(time.perf_counter() - start, 3)}
-        manifest = _manifest(data, seg, params, timings, extra)
-        if in_sweep:
-            manifest["files"]["customers"] = f"../{CUSTOMERS}"
-            manifest["customer_columns"] = segment_columns(seg.k)
-        (partial / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        manifest = _manifest(data, seg, params, timings(), in_sweep)
+        (partial / MANIFEST).write_text(to_json(manifest))
         partial.rename(out_dir)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -145,54 +138,53 @@ def _manifest(
     seg: Segmentation,
     params: SegmentationParams,
     timings: Mapping[str, float],
-    extra: Mapping | None,
-) -> dict:
+    in_sweep: bool,
+) -> Manifest:
     report, source = data.report, data.source
     spark = data.scaled.sparkSession
-    return jsonable(
-        {
-            "format_version": 1,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "input": {
-                "name": display_name(source),
-                "location": source,
-                "format": report.source,
-                "bytes": file_size(source),
-                "sha256": sha256_of(source),
-                "rows": report.rows,
-                "columns": report.columns,
-                "mapping": report.mapping,
-            },
-            "params": params.to_dict(),
-            "features": report.features,
-            "categorical": report.categorical,
-            "rows_in": report.rows,
-            "rows_out": data.rows_out,
-            "repairs": {**data.repairs, "notes": data.repairs["notes"] + seg.notes},
-            "warnings": [p.message for p in report.warnings],
-            "metrics": seg.quality,
-            "model": {
-                "features": data.model,
-                "centres": {
-                    str(seg.order[c]): [float(v) for v in seg.centres[c]] for c in seg.order
-                },
-            },
-            "segments": seg.segments[["segment", "name", "reason", "size", "share"]].to_dict(
+    return Manifest(
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        input=InputFile(
+            name=display_name(source),
+            location=source,
+            format=report.source,
+            bytes=file_size(source),
+            sha256=sha256_of(source),
+            rows=report.rows,
+            columns=report.columns,
+            mapping=report.mapping,
+        ),
+        params=params,
+        features=report.features,
+        categorical=report.categorical,
+        rows_in=report.rows,
+        rows_out=data.rows_out,
+        repairs=replace(data.repairs, notes=data.repairs.notes + seg.notes),
+        warnings=[p.message for p in report.warnings],
+        versions={**engine_info(spark), "python": platform.python_version()},
+        timings=dict(timings),
+        transactions=data.origin,
+        metrics=seg.quality,
+        model=Model(
+            features=data.model,
+            centres={str(seg.order[c]): [float(v) for v in seg.centres[c]] for c in seg.order},
+        ),
+        segments=[
+            SegmentSummary(**row)
+            for row in seg.segments[["segment", "name", "reason", "size", "share"]].to_dict(
                 "records"
-            ),
-            "timings": dict(timings),
-            "versions": {**engine_info(spark), "python": platform.python_version()},
-            **({"transactions": data.origin} if data.origin else {}),
-            **({"rfm": data.rfm.to_dict()} if data.rfm else {}),
-            **(extra or {}),
-            "files": {
-                "customers": CUSTOMERS,
-                "segments": SEGMENTS,
-                "categorical_mix": MIX,
-                "chart_sample": SAMPLE,
-                **({"rfm_overlap": RFM} if seg.rfm is not None else {}),
-            },
-        }
+            )
+        ],
+        files=Files(
+            customers=f"../{CUSTOMERS}" if in_sweep else CUSTOMERS,
+            segments=SEGMENTS,
+            categorical_mix=MIX,
+            chart_sample=SAMPLE,
+            rfm_overlap=RFM if seg.rfm is not None else None,
+        ),
+        rfm=data.rfm.to_dict() if data.rfm else None,
+        sweep_k=seg.k if in_sweep else None,
+        customer_columns=segment_columns(seg.k) if in_sweep else None,
     )
 
 
@@ -201,7 +193,7 @@ class Results:
     """A finished run as the app shows it: manifest, segments, chart sample, categorical mix."""
 
     out_dir: Path
-    manifest: dict
+    manifest: Manifest
     segments: pd.DataFrame
     sample: pd.DataFrame
     mix: pd.DataFrame
@@ -210,16 +202,16 @@ class Results:
 
     @property
     def features(self) -> list[str]:
-        return list(self.manifest["features"])
+        return list(self.manifest.features)
 
     @property
     def k(self) -> int:
         """The k of this segmentation (one k of a sweep, or the single run's)."""
-        return int(self.manifest.get("sweep_k") or self.manifest["params"]["k"])
+        return self.manifest.k
 
     @property
     def roles(self) -> dict[str, str]:
-        return dict(self.manifest["input"]["mapping"])
+        return dict(self.manifest.input.mapping)
 
     def with_names(self, names: Mapping[int, str]) -> Results:
         """The same results with segment names the analyst edited."""
@@ -283,26 +275,26 @@ class Results:
     @property
     def customers_ready(self) -> bool:
         """Whether the customer file exists yet (a sweep writes it once every k is measured)."""
-        return (self.out_dir / self.manifest["files"]["customers"]).exists()
+        return (self.out_dir / self.manifest.files.customers).exists()
 
     def write_customers(self, target: BinaryIO) -> None:
         """Stream this segmentation's customers.csv to `target`: every input column, `segment`
         and `segment_name` (as the analyst renamed them), and RFM scores when the run has them.
         A k of a sweep takes its two columns from the sweep's file, which holds every k."""
-        source = self.out_dir / self.manifest["files"]["customers"]
-        columns = self.manifest.get("customer_columns")
+        source = self.out_dir / self.manifest.files.customers
+        columns = self.manifest.customer_columns
         if not self.renamed and not columns:
             with open(source, "rb") as fh:
                 shutil.copyfileobj(fh, target)
             return
         columns = columns or segment_columns(None)
-        scores = list(SCORE_COLUMNS) if "rfm" in self.manifest else []
+        scores = list(SCORE_COLUMNS) if self.manifest.rfm else []
         chunks = pd.read_csv(
             source,
             dtype=str,
             keep_default_na=False,
             chunksize=200_000,
-            usecols=[*self.manifest["input"]["columns"], *columns.values(), *scores],
+            usecols=[*self.manifest.input.columns, *columns.values(), *scores],
         )
         for number, chunk in enumerate(chunks):
             chunk = chunk.rename(columns={v: k for k, v in columns.items()})
@@ -310,18 +302,16 @@ class Results:
                 self.renamed.get(int(s), n) if s else n
                 for s, n in zip(chunk["segment"], chunk["segment_name"], strict=True)
             ]
-            ordered = chunk[
-                [*self.manifest["input"]["columns"], "segment", "segment_name", *scores]
-            ]
+            ordered = chunk[[*self.manifest.input.columns, "segment", "segment_name", *scores]]
             target.write(ordered.to_csv(index=False, header=number == 0).encode("utf-8"))
 
 
 def load_results(out_dir: str | Path) -> Results:
     """Read a finished run's small files (never the customer table itself)."""
     out_dir = Path(out_dir)
-    manifest = json.loads((out_dir / MANIFEST).read_text())
+    manifest = read_manifest(out_dir)
     mix = pd.read_csv(out_dir / MIX, dtype={"value": str}, keep_default_na=False)
-    rfm = manifest["files"].get("rfm_overlap")
+    rfm = manifest.files.rfm_overlap
     return Results(
         out_dir=out_dir,
         manifest=manifest,
@@ -346,29 +336,28 @@ class Sweep:
     """
 
     out_dir: Path
-    manifest: dict
+    manifest: SweepManifest
     table: pd.DataFrame
     splits: pd.DataFrame
 
     @property
     def complete(self) -> bool:
-        return bool(self.manifest.get("complete", True))
+        return self.manifest.complete
 
     @property
     def ks(self) -> list[int]:
         """The k whose results can be opened."""
-        return [int(k) for k in self.manifest.get("k_done", self.manifest["k_values"])]
+        return list(self.manifest.k_done)
 
     @property
     def planned(self) -> list[int]:
         """Every k the sweep fits."""
-        return [int(k) for k in self.manifest["k_values"]]
+        return list(self.manifest.k_values)
 
     @property
     def suggested_k(self) -> int | None:
         """The suggested k; None until every k is measured."""
-        suggested = self.manifest.get("suggested_k")
-        return None if suggested is None else int(suggested)
+        return self.manifest.suggested_k
 
     @property
     def progress_text(self) -> str:
@@ -389,12 +378,12 @@ def load_sweep(out_dir: str | Path) -> Sweep | None:
     segmentation or nothing yet."""
     out_dir = Path(out_dir)
     try:
-        manifest = json.loads((out_dir / MANIFEST).read_text())
+        manifest = read_sweep_manifest(out_dir)
     except FileNotFoundError:
         return None
-    if manifest.get("kind") != "sweep":
+    if manifest is None:
         return None
-    done = manifest.get("k_done", manifest["k_values"])
+    done = manifest.k_done
     table = pd.read_csv(out_dir / SWEEP_TABLE)
     splits = pd.read_csv(out_dir / SPLITS)
     # The tables may already hold a batch the manifest does not list yet.

@@ -7,11 +7,10 @@ k, `k=2/`, `k=3/`, ..., so switching k in the app only reads small files that al
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,20 +25,21 @@ from segmentation.fitting import (
     draw_sample,
     measure,
 )
-from segmentation.measurement import agreement
-from segmentation.preparation import (
-    PreparedData,
-    Progress,
-    ProgressCallback,
-    SegmentationParams,
-    prepare,
+from segmentation.manifest import (
+    MANIFEST,
+    SweepFiles,
+    SweepManifest,
+    plain,
+    read_manifest,
+    to_json,
 )
+from segmentation.measurement import agreement
+from segmentation.params import SegmentationParams
+from segmentation.preparation import PreparedData, Progress, ProgressCallback, prepare
 from segmentation.results import (
     CUSTOMERS,
-    MANIFEST,
     SPLITS,
     SWEEP_TABLE,
-    jsonable,
     k_folder,
     text_columns,
     write_customers,
@@ -47,28 +47,13 @@ from segmentation.results import (
 )
 from segmentation.suggestion import TINY_SHARE, suggest
 
-# What a sweep's manifest takes over from the manifest of one of its k.
-SHARED_KEYS = (
-    "format_version",
-    "created_at",
-    "input",
-    "params",
-    "features",
-    "categorical",
-    "rows_in",
-    "rows_out",
-    "repairs",
-    "warnings",
-    "versions",
-)
-
 
 @dataclass
 class SweepResult:
     """A finished sweep: its folder, manifest and per-k table."""
 
     out_dir: Path
-    manifest: dict
+    manifest: SweepManifest
     table: pd.DataFrame
 
 
@@ -97,7 +82,7 @@ def _stability(
     """Refit every k with other seeds: the spread of silhouettes and the agreement (ARI) with the
     main fit, measured over every customer (three passes per extra seed, every k at once)."""
     ks = sorted(found)
-    silhouettes = {k: [found[k].quality["silhouette"]] for k in ks}
+    silhouettes = {k: [found[k].quality.silhouette] for k in ks}
     aris: dict[int, list[float]] = {k: [] for k in ks}
     for extra in range(1, params.stability_seeds + 1):
         other = draw_sample(data, params.seed + extra)
@@ -137,14 +122,14 @@ def batches(ks: Sequence[int]) -> list[list[int]]:
 
 def _summary_row(seg: Segmentation, rows: int, fit_seconds: float) -> dict:
     quality = seg.quality
-    smallest = min(quality["sizes"].values()) / rows
+    smallest = min(quality.sizes.values()) / rows
     return {
         "k": seg.k,
-        "within_ss": quality["within_ss"],
-        "silhouette": quality["silhouette"],
-        "calinski_harabasz": quality["calinski_harabasz"],
-        "davies_bouldin": quality["davies_bouldin"],
-        "segments_found": quality["segments_found"],
+        "within_ss": quality.within_ss,
+        "silhouette": quality.silhouette,
+        "calinski_harabasz": quality.calinski_harabasz,
+        "davies_bouldin": quality.davies_bouldin,
+        "segments_found": quality.segments_found,
         "smallest_share": smallest,
         "tiny_segment": smallest < TINY_SHARE,
         "fit_seconds": fit_seconds,
@@ -188,45 +173,77 @@ def _write_summary(
     timings: Mapping[str, float],
     complete: bool,
     suggestion: tuple[int, str, dict[str, int]] | None = None,
-) -> dict:
+) -> SweepManifest:
     """The sweep's own files: the per-k table, the splits, and a manifest saying which k are
     measured (written again as each batch finishes, so pages can show them at once)."""
     done = [int(k) for k in table["k"]]
-    per_k = json.loads((out_dir / k_folder(done[0]) / MANIFEST).read_text())
-    manifest = jsonable(
-        {
-            **{key: per_k[key] for key in SHARED_KEYS},
-            "kind": "sweep",
-            "complete": complete,
-            "k_values": list(ks),
-            "k_done": done,
-            **(
-                {
-                    "suggested_k": suggestion[0],
-                    "suggestion": suggestion[1],
-                    "opinions": suggestion[2],
-                    # The suggested k's figures, for the job history.
-                    "metrics": json.loads(
-                        (out_dir / k_folder(suggestion[0]) / MANIFEST).read_text()
-                    )["metrics"],
-                }
-                if suggestion
-                else {}
-            ),
-            "sweep": table.to_dict("records"),
-            "timings": dict(timings),
-            "files": {
-                "customers": CUSTOMERS if complete else None,
-                "sweep": SWEEP_TABLE,
-                "splits": SPLITS,
-                "per_k": {str(k): k_folder(k) for k in done},
-            },
-        }
+    shared = read_manifest(out_dir / k_folder(done[0])).basics()
+    shared["timings"] = dict(timings)
+    suggested_k, reason, opinions = suggestion or (None, None, None)
+    manifest = SweepManifest(
+        **shared,
+        complete=complete,
+        k_values=list(ks),
+        k_done=done,
+        sweep=plain(table.to_dict("records")),
+        files=SweepFiles(
+            customers=CUSTOMERS if complete else None,
+            sweep=SWEEP_TABLE,
+            splits=SPLITS,
+            per_k={str(k): k_folder(k) for k in done},
+        ),
+        suggested_k=suggested_k,
+        suggestion=reason,
+        opinions=opinions,
+        # The suggested k's figures, for the job history.
+        metrics=read_manifest(out_dir / k_folder(suggested_k)).metrics if suggested_k else None,
     )
     _replace(out_dir / SWEEP_TABLE, lambda path: table.to_csv(path, index=False))
     _replace(out_dir / SPLITS, lambda path: splits.to_csv(path, index=False))
-    _replace(out_dir / MANIFEST, lambda path: path.write_text(json.dumps(manifest, indent=2)))
+    _replace(out_dir / MANIFEST, lambda path: path.write_text(to_json(manifest)))
     return manifest
+
+
+def _measure_batches(
+    data: PreparedData,
+    centres: Centres,
+    ks: Sequence[int],
+    params: SegmentationParams,
+    out_dir: Path,
+    tracker: Progress,
+) -> tuple[dict[int, Segmentation], dict[int, pd.DataFrame], list[dict]]:
+    """Fit, measure, describe and write every k batch by batch, updating the sweep's summary
+    after each batch so pages can open the k measured so far."""
+    found: dict[int, Segmentation] = {}
+    by_cluster: dict[int, pd.DataFrame] = {}
+    rows: list[dict] = []
+    for batch in batches(ks):
+        shown = "k=" + ", ".join(map(str, batch))
+        tracker.report(len(found) / len(ks), f"{shown}: fitting and measuring")
+        centres.fit([k for k in batch if k not in centres.by_k], params.seed, params.max_iter)
+        measured, profiled = measure(data, centres, batch)
+        described = describe(data, centres, batch, measured, profiled, params.seed)
+        for k in batch:
+            write_results(
+                out_dir / k_folder(k),
+                data,
+                described[k],
+                params,
+                tracker.so_far,
+                lambda *_: None,
+                in_sweep=True,
+            )
+            rows.append(_summary_row(described[k], data.rows_out, centres.seconds[k]))
+        found.update(described)
+        by_cluster.update(measured.splits)
+        _write_summary(
+            out_dir, ks, pd.DataFrame(rows), _splits(found, by_cluster), tracker.timings, False
+        )
+        tracker.report(
+            len(found) / len(ks),
+            f"{shown} ready ({len(found)} of {len(ks)}, {len(ks) - len(found)} left)",
+        )
+    return found, by_cluster, rows
 
 
 def run_sweep(
@@ -255,43 +272,8 @@ def run_sweep(
             # The other k are fitted batch by batch, so that the first k shows soonest.
             centres = draw_sample(data, params.seed)
             centres.fit(ks[:1], params.seed, params.max_iter)
-        found: dict[int, Segmentation] = {}
-        by_cluster: dict[int, pd.DataFrame] = {}
-        rows: list[dict] = []
         with tracker.stage("evaluation", "Measuring every k over every customer"):
-            for batch in batches(ks):
-                shown = "k=" + ", ".join(map(str, batch))
-                tracker.report(len(found) / len(ks), f"{shown}: fitting and measuring")
-                centres.fit(
-                    [k for k in batch if k not in centres.by_k], params.seed, params.max_iter
-                )
-                measured, profiled = measure(data, centres, batch)
-                described = describe(data, centres, batch, measured, profiled, params.seed)
-                for k in batch:
-                    write_results(
-                        out_dir / k_folder(k),
-                        data,
-                        described[k],
-                        params,
-                        tracker.timings,
-                        lambda *_: None,
-                        extra={"sweep_k": k},
-                    )
-                    rows.append(_summary_row(described[k], data.rows_out, centres.seconds[k]))
-                found.update(described)
-                by_cluster.update(measured.splits)
-                _write_summary(
-                    out_dir,
-                    ks,
-                    pd.DataFrame(rows),
-                    _splits(found, by_cluster),
-                    tracker.timings,
-                    False,
-                )
-                tracker.report(
-                    len(found) / len(ks),
-                    f"{shown} ready ({len(found)} of {len(ks)}, {len(ks) - len(found)} left)",
-                )
+            found, by_cluster, rows = _measure_batches(data, centres, ks, params, out_dir, tracker)
         table = pd.DataFrame(rows)
 
         with tracker.stage("profiling", "Comparing the segmentations"):
@@ -318,5 +300,4 @@ def run_sweep(
         raise
     finally:
         data.release()
-    manifest["timings"] = dict(tracker.timings)
-    return SweepResult(out_dir, manifest, table)
+    return SweepResult(out_dir, replace(manifest, timings=dict(tracker.timings)), table)

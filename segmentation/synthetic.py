@@ -418,6 +418,125 @@ class _TxOptions:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}.")
 
 
+@dataclass(frozen=True)
+class _Invoices:
+    """Invoices of one kind (orders, returns, ...) with their lines, before they get numbers."""
+
+    day: np.ndarray
+    customer: np.ndarray  # -1 for a guest
+    country: np.ndarray
+    cancelled: np.ndarray
+    lines: np.ndarray  # lines per invoice; the lines below come invoice by invoice
+    item: np.ndarray
+    quantity: np.ndarray
+    minute: np.ndarray | None = None  # None: drawn after every other draw of the block
+
+
+def _till_minutes(rng: np.random.Generator, count: int) -> np.ndarray:
+    """Minutes of the day within the shop's opening hours."""
+    return rng.integers(8 * 60, 20 * 60, count)
+
+
+def _order_days(
+    rng: np.random.Generator, returns_only: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each order's customer (index) and day: a customer's first order on their first day, the
+    last on their last active day, the rest in between; none for customers who only return."""
+    count = len(returns_only)
+    first_day = rng.integers(0, TRANSACTIONS_DAYS, count)
+    last_day = first_day + np.floor(rng.random(count) * (TRANSACTIONS_DAYS - first_day))
+    orders_per = np.where(returns_only, 0, 1 + rng.poisson(rng.gamma(2.0, 2.0, count)))
+    owner = np.repeat(np.arange(count), orders_per)
+    position = np.arange(len(owner)) - np.repeat(np.cumsum(orders_per) - orders_per, orders_per)
+    first, last = first_day[owner], last_day[owner].astype(np.int64)
+    middle = first + np.floor(rng.random(len(owner)) * (last - first + 1)).astype(np.int64)
+    last_position = position == orders_per[owner] - 1
+    return owner, np.where(position == 0, first, np.where(last_position, last, middle))
+
+
+def _tx_orders(
+    rng: np.random.Generator,
+    customer_ids: np.ndarray,
+    country: np.ndarray,
+    returns_only: np.ndarray,
+    guest_rate: float,
+    items: int,
+) -> _Invoices:
+    """The customers' orders, then guest orders (no customer id), each with a few lines."""
+    owner, day = _order_days(rng, returns_only)
+    guests = rng.binomial(len(owner), guest_rate) if len(owner) else 0
+    day = np.concatenate([day, rng.integers(0, TRANSACTIONS_DAYS, guests)])
+    minute = _till_minutes(rng, len(day))
+    lines = 1 + rng.poisson(2.0, len(day))
+    item = rng.integers(0, items, int(lines.sum()))
+    return _Invoices(
+        day=day,
+        customer=np.concatenate([customer_ids[owner], np.full(guests, -1)]),
+        country=np.concatenate([country[owner], np.zeros(guests, dtype=np.int64)]),
+        cancelled=np.zeros(len(day), dtype=bool),
+        lines=lines,
+        item=item,
+        quantity=1 + rng.poisson(3.0, len(item)),
+        minute=minute,
+    )
+
+
+def _tx_returns(rng: np.random.Generator, orders: _Invoices, options: _TxOptions) -> _Invoices:
+    """One line of some orders comes back, partly, on the order's day or later; either as a
+    cancellation invoice ("C" + number) or as a plain negative line on a new invoice."""
+    returned = np.flatnonzero(rng.random(len(orders.day)) < options.return_rate)
+    first_line = np.cumsum(orders.lines) - orders.lines
+    which = first_line[returned] + rng.integers(0, orders.lines[returned])
+    quantity = -(1 + rng.integers(0, orders.quantity[which]))
+    later = orders.day[returned] + rng.geometric(0.3, len(returned)) - 1
+    cancelled = rng.random(len(returned)) < options.cancel_share
+    return _Invoices(
+        day=np.minimum(later, TRANSACTIONS_DAYS - 1),
+        customer=orders.customer[returned],
+        country=orders.country[returned],
+        cancelled=cancelled,
+        lines=np.ones(len(returned), dtype=np.int64),
+        item=orders.item[which],
+        quantity=quantity,
+    )
+
+
+def _tx_returns_only(
+    rng: np.random.Generator,
+    customer_ids: np.ndarray,
+    country: np.ndarray,
+    returns_only: np.ndarray,
+    items: int,
+) -> _Invoices:
+    """Customers who only return: a cancellation of goods bought before the log starts."""
+    lonely = np.flatnonzero(returns_only)
+    item = rng.integers(0, items, len(lonely))
+    quantity = -(1 + rng.poisson(1.0, len(lonely)))
+    return _Invoices(
+        day=rng.integers(0, TRANSACTIONS_DAYS, len(lonely)),
+        customer=customer_ids[lonely],
+        country=country[lonely],
+        cancelled=np.ones(len(lonely), dtype=bool),
+        lines=np.ones(len(lonely), dtype=np.int64),
+        item=item,
+        quantity=quantity,
+    )
+
+
+def _invoice_times(rng: np.random.Generator, kinds: Sequence[_Invoices]) -> np.ndarray:
+    """Minutes since the log's start of every invoice, kind after kind; the kinds without
+    minutes get theirs here, last, so the block's earlier draws stay as they are."""
+    minutes = [_till_minutes(rng, len(k.day)) if k.minute is None else k.minute for k in kinds]
+    return np.concatenate([k.day for k in kinds]) * 24 * 60 + np.concatenate(minutes)
+
+
+def _time_ranks(times: np.ndarray) -> np.ndarray:
+    """Each invoice's place in time order (ties in invoice order), as a shop's till numbers them."""
+    rank = np.empty(len(times), dtype=np.int64)
+    rank[np.argsort(times, kind="stable")] = np.arange(len(times))
+    return rank
+
+
 def _tx_block(
     index: int, count: int, seed: int, first_invoice: int, options: _TxOptions
 ) -> tuple[dict[str, np.ndarray], int]:
@@ -427,94 +546,28 @@ def _tx_block(
     customer_ids = FIRST_CUSTOMER_ID + index * _TX_BLOCK_CUSTOMERS + np.arange(count)
     returns_only = rng.random(count) < options.returns_only_rate
     country = np.searchsorted(_COUNTRY_CDF, rng.random(count) * _COUNTRY_CDF[-1], side="right")
-
-    # Orders of the customers: the first on the first day, the last on the last active day.
-    first_day = rng.integers(0, TRANSACTIONS_DAYS, count)
-    last_day = first_day + np.floor(rng.random(count) * (TRANSACTIONS_DAYS - first_day))
-    orders_per = np.where(returns_only, 0, 1 + rng.poisson(rng.gamma(2.0, 2.0, count)))
-    owner = np.repeat(np.arange(count), orders_per)
-    position = np.arange(len(owner)) - np.repeat(np.cumsum(orders_per) - orders_per, orders_per)
-    first, last = first_day[owner], last_day[owner].astype(np.int64)
-    middle = first + np.floor(rng.random(len(owner)) * (last - first + 1)).astype(np.int64)
-    last_position = position == orders_per[owner] - 1
-    order_day = np.where(position == 0, first, np.where(last_position, last, middle))
-    order_customer = customer_ids[owner]
-    order_country = country[owner]
-
-    # Guest orders: no customer id.
-    guests = rng.binomial(len(owner), options.guest_rate) if len(owner) else 0
-    order_day = np.concatenate([order_day, rng.integers(0, TRANSACTIONS_DAYS, guests)])
-    order_customer = np.concatenate([order_customer, np.full(guests, -1)])
-    order_country = np.concatenate([order_country, np.zeros(guests, dtype=np.int64)])
-    orders = len(order_day)
-    order_minute = rng.integers(8 * 60, 20 * 60, orders)
-
-    # Lines of each order.
-    lines_per = 1 + rng.poisson(2.0, orders)
-    line_order = np.repeat(np.arange(orders), lines_per)
-    line_item = rng.integers(0, len(codes), len(line_order))
-    line_quantity = 1 + rng.poisson(3.0, len(line_order))
-
-    # Returns: one line of some orders comes back, partly, on the order's day or later; either
-    # as a cancellation invoice ("C" + number) or as a plain negative line on a new invoice.
-    returned = np.flatnonzero(rng.random(orders) < options.return_rate)
-    first_line = np.cumsum(lines_per) - lines_per
-    which = first_line[returned] + rng.integers(0, lines_per[returned])
-    return_quantity = -(1 + rng.integers(0, line_quantity[which]))
-    return_day = np.minimum(
-        order_day[returned] + rng.geometric(0.3, len(returned)) - 1, TRANSACTIONS_DAYS - 1
-    )
-    return_cancelled = rng.random(len(returned)) < options.cancel_share
-
-    # Customers who only return: a cancellation of goods bought before the log starts.
-    lonely = np.flatnonzero(returns_only)
-    lonely_items = rng.integers(0, len(codes), len(lonely))
-    lonely_quantity = -(1 + rng.poisson(1.0, len(lonely)))
-    lonely_day = rng.integers(0, TRANSACTIONS_DAYS, len(lonely))
-
-    # Every invoice gets its number in time order, as a shop's till would give them.
-    invoice_day = np.concatenate([order_day, return_day, lonely_day])
-    invoice_minute = np.concatenate(
-        [
-            order_minute,
-            rng.integers(8 * 60, 20 * 60, len(returned)),
-            rng.integers(8 * 60, 20 * 60, len(lonely)),
-        ]
-    )
-    invoice_time = invoice_day * 24 * 60 + invoice_minute
-    rank = np.empty(len(invoice_time), dtype=np.int64)
-    rank[np.argsort(invoice_time, kind="stable")] = np.arange(len(invoice_time))
-    invoice_number = first_invoice + rank
-    invoice_cancelled = np.concatenate(
-        [np.zeros(orders, dtype=bool), return_cancelled, np.ones(len(lonely), dtype=bool)]
-    )
-    invoice_customer = np.concatenate(
-        [order_customer, order_customer[returned], customer_ids[lonely]]
-    )
-    invoice_country = np.concatenate([order_country, order_country[returned], country[lonely]])
-
-    line_invoice = np.concatenate(
-        [
-            line_order,
-            orders + np.arange(len(returned)),
-            orders + len(returned) + np.arange(len(lonely)),
-        ]
-    )
-    item = np.concatenate([line_item, line_item[which], lonely_items])
-    quantity = np.concatenate([line_quantity, return_quantity, lonely_quantity])
-    sort = np.argsort(invoice_number[line_invoice], kind="stable")
-    line_invoice, item, quantity = line_invoice[sort], item[sort], quantity[sort]
+    orders = _tx_orders(rng, customer_ids, country, returns_only, options.guest_rate, len(codes))
+    returns = _tx_returns(rng, orders, options)
+    lonely = _tx_returns_only(rng, customer_ids, country, returns_only, len(codes))
+    kinds = (orders, returns, lonely)
+    times = _invoice_times(rng, kinds)
+    number = first_invoice + _time_ranks(times)
+    invoices = np.repeat(np.arange(len(times)), np.concatenate([k.lines for k in kinds]))
+    item = np.concatenate([k.item for k in kinds])
+    quantity = np.concatenate([k.quantity for k in kinds])
+    sort = np.argsort(number[invoices], kind="stable")
+    invoices, item, quantity = invoices[sort], item[sort], quantity[sort]
     columns = {
-        "invoice": invoice_number[line_invoice],
-        "cancelled": invoice_cancelled[line_invoice],
+        "invoice": number[invoices],
+        "cancelled": np.concatenate([k.cancelled for k in kinds])[invoices],
         "code": codes[item],
         "quantity": quantity.astype(np.int64),
-        "time": invoice_time[line_invoice],
+        "time": times[invoices],
         "cents": cents[item],
-        "customer": invoice_customer[line_invoice],
-        "country": invoice_country[line_invoice],
+        "customer": np.concatenate([k.customer for k in kinds])[invoices],
+        "country": np.concatenate([k.country for k in kinds])[invoices],
     }
-    return columns, first_invoice + len(invoice_time)
+    return columns, first_invoice + len(times)
 
 
 def _tx_table(columns: dict[str, np.ndarray], date_format: str):

@@ -331,7 +331,7 @@ def app_job(input_path: str, home: Path, k: int, seed: int) -> dict:
     """Queue one job and run it as the app does (engine starter, job store, runner); its record."""
     from segmentation.job_runner import JobRunner, run_pipeline_job
     from segmentation.job_store import JobStore
-    from segmentation.preparation import SegmentationParams
+    from segmentation.params import SegmentationParams
     from segmentation.spark_engine import EngineStarter, stop_spark
 
     engine = EngineStarter()

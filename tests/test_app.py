@@ -168,7 +168,7 @@ def test_upload_then_start_queues_a_job_with_the_chosen_settings():
 
 def test_switching_k_of_a_sweep_redraws_results_without_a_spark_job(spark, tmp_path):
     import ui
-    from segmentation.preparation import SegmentationParams
+    from segmentation.params import SegmentationParams
     from tests.helpers import synthetic_csv
 
     path = tmp_path / "sweep.csv"

@@ -310,7 +310,7 @@ def run_next_job(store: JobStore, runner: JobRunner, report: dict) -> None:
 
     done = run_job(store, runner, SAMPLE, report, "second")
     if done.state == JobState.SUCCEEDED:
-        report["second"]["rows"] = int(load_results(done.result_dir).manifest["rows_out"])
+        report["second"]["rows"] = load_results(done.result_dir).manifest.rows_out
     report["jvms"] = [p.pid for p in java_processes()]
 
 

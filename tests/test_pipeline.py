@@ -16,8 +16,9 @@ from sklearn.metrics import (
 )
 
 from segmentation.errors import InputError
+from segmentation.params import SegmentationParams
 from segmentation.pipeline import run_segmentation
-from segmentation.preparation import STAGES, SegmentationParams
+from segmentation.preparation import STAGES
 from segmentation.results import load_results
 from segmentation.rfm import SCORE_COLUMNS
 from tests.helpers import SAMPLE_CUSTOMERS, synthetic_csv
@@ -66,16 +67,16 @@ def model_inputs(result) -> tuple[np.ndarray, np.ndarray]:
     manifest records (fill value, outlier fences, log, mean and standard deviation), and the
     segments."""
     customers = pd.read_csv(result.out_dir / "customers.csv")
-    model = result.manifest["model"]["features"]
+    model = result.manifest.model.features
     columns = []
-    for feature in result.manifest["features"]:
+    for feature in result.manifest.features:
         steps = model[feature]
-        values = customers[feature].astype(float).fillna(steps["fill"])
-        if steps["fences"]:
-            values = values.clip(*steps["fences"])
-        if steps["log"]:
+        values = customers[feature].astype(float).fillna(steps.fill)
+        if steps.fences:
+            values = values.clip(*steps.fences)
+        if steps.log:
             values = np.log1p(values.clip(lower=0))
-        columns.append((values - steps["mean"]) / steps["std"])
+        columns.append((values - steps.mean) / steps.std)
     return np.column_stack(columns), customers["segment"].to_numpy()
 
 
@@ -85,24 +86,22 @@ def test_metrics_agree_with_scikit_learn(run):
     scaled, labels = model_inputs(result)
     assert scaled.mean(axis=0) == pytest.approx(0, abs=1e-9)
     assert scaled.std(axis=0, ddof=1) == pytest.approx(1, abs=1e-9)  # Spark's: sample std
-    metrics = result.manifest["metrics"]
-    assert metrics["silhouette"] == pytest.approx(
+    metrics = result.manifest.metrics
+    assert metrics.silhouette == pytest.approx(
         silhouette_score(scaled, labels, metric="sqeuclidean"), rel=1e-6
     )
-    assert metrics["calinski_harabasz"] == pytest.approx(
+    assert metrics.calinski_harabasz == pytest.approx(
         calinski_harabasz_score(scaled, labels), rel=1e-6
     )
-    assert metrics["davies_bouldin"] == pytest.approx(
-        davies_bouldin_score(scaled, labels), rel=1e-6
-    )
+    assert metrics.davies_bouldin == pytest.approx(davies_bouldin_score(scaled, labels), rel=1e-6)
     within = sum(
         ((scaled[labels == s] - scaled[labels == s].mean(axis=0)) ** 2).sum()
         for s in np.unique(labels)
     )
-    assert metrics["within_ss"] == pytest.approx(within, rel=1e-6)
-    assert "squared Euclidean" in metrics["silhouette_kind"]
+    assert metrics.within_ss == pytest.approx(within, rel=1e-6)
+    assert "squared Euclidean" in metrics.silhouette_kind
     # Each customer's segment is the one of the nearest centre the manifest records.
-    centres = result.manifest["model"]["centres"]
+    centres = result.manifest.model.centres
     segments = sorted(centres, key=int)
     points = np.array([centres[s] for s in segments])
     nearest = ((scaled[:, None, :] - points[None]) ** 2).sum(2).argmin(1)
@@ -158,7 +157,7 @@ def test_same_seed_gives_identical_results(spark, synthetic, run, tmp_path):
         again.out_dir / "customers.csv"
     ).read_bytes()
     pd.testing.assert_frame_equal(first.segments, again.segments)
-    assert first.manifest["metrics"] == again.manifest["metrics"]
+    assert first.manifest.metrics == again.manifest.metrics
 
 
 def test_a_segmentation_leaves_no_jobs_held_by_spark(spark, synthetic, tmp_path):
@@ -203,36 +202,36 @@ def test_outlier_policies(spark, tmp_path, policy):
         SegmentationParams(k=2, outliers=policy, log_features=()),
         tmp_path / "o",
     )
-    repairs = result.manifest["repairs"]
+    repairs = result.manifest.repairs
     cleaned = pd.read_parquet(result.out_dir / "chart_sample.parquet")  # every customer here
-    assert len(cleaned) == result.manifest["rows_out"]
+    assert len(cleaned) == result.manifest.rows_out
     if policy == "cap":
-        assert repairs["outliers"]["Spend"] == 1 and result.manifest["rows_out"] == 60
+        assert repairs.outliers["Spend"] == 1 and result.manifest.rows_out == 60
         # The model saw the whale at the upper fence; the charts show its real spend.
-        fences = result.manifest["model"]["features"]["Spend"]["fences"]
+        fences = result.manifest.model.features["Spend"].fences
         assert fences[1] < 1_000 and cleaned["Spend"].max() == 1_000_000
         profiles = result.segments.set_index("segment")
         assert profiles["Spend_max"].max() == 1_000_000
     elif policy == "remove":
-        assert repairs["rows_removed"] == 1 and result.manifest["rows_out"] == 59
+        assert repairs.rows_removed == 1 and result.manifest.rows_out == 59
         assert cleaned["Spend"].max() < 1_000
     else:
-        assert repairs["outliers"] == {} and cleaned["Spend"].max() == 1_000_000
+        assert repairs.outliers == {} and cleaned["Spend"].max() == 1_000_000
 
 
 def test_a_skewed_feature_is_logged_by_default_and_its_top_kept_apart(spark, tmp_path):
     result = run_segmentation(spark, str(whale(tmp_path)), SegmentationParams(k=2), tmp_path / "o")
-    repairs, model = result.manifest["repairs"], result.manifest["model"]["features"]
+    repairs, model = result.manifest.repairs, result.manifest.model.features
 
-    assert result.manifest["params"]["log_features"] is None  # the automatic choice
-    assert repairs["log_transformed"] == ["Spend"]  # Age, Recency, Frequency are even
-    assert model["Spend"]["log"] and model["Spend"]["fences"] is None
-    assert "Spend" not in repairs["outliers"] and result.manifest["rows_out"] == 60
-    assert any("log(1 + value) of Spend (skewness" in n for n in repairs["notes"])
-    assert any("Chosen automatically" in n for n in repairs["notes"])
+    assert result.manifest.params.log_features is None  # the automatic choice
+    assert repairs.log_transformed == ["Spend"]  # Age, Recency, Frequency are even
+    assert model["Spend"].log and model["Spend"].fences is None
+    assert "Spend" not in repairs.outliers and result.manifest.rows_out == 60
+    assert any("log(1 + value) of Spend (skewness" in n for n in repairs.notes)
+    assert any("Chosen automatically" in n for n in repairs.notes)
     # The model saw every spend apart: the whale is not one value with the next customers.
     scaled, _ = model_inputs(result)
-    spend = scaled[:, result.manifest["features"].index("Spend")]
+    spend = scaled[:, result.manifest.features.index("Spend")]
     assert len(np.unique(spend.round(9))) == 60
 
 
@@ -240,9 +239,9 @@ def test_removal_judges_a_logged_feature_on_the_log_scale(spark, tmp_path):
     result = run_segmentation(
         spark, str(whale(tmp_path)), SegmentationParams(k=2, outliers="remove"), tmp_path / "o"
     )
-    fences = result.manifest["model"]["features"]["Spend"]["fences"]
+    fences = result.manifest.model.features["Spend"].fences
 
-    assert result.manifest["repairs"]["rows_removed"] == 1  # the whale, no one else
+    assert result.manifest.repairs.rows_removed == 1  # the whale, no one else
     # Fences in real units, from quartiles of log(1 + spend): the low one is above -1.
     assert -1 < fences[0] < 101 and 159 < fences[1] < 1_000_000
 
@@ -254,9 +253,9 @@ def test_chosen_features_and_log_transform(spark, tmp_path):
         SegmentationParams(k=3, features=("spend", "Frequency"), log_features=("Spend",)),
         tmp_path / "o",
     )
-    assert result.manifest["features"] == ["Spend", "Frequency"]
-    assert result.manifest["repairs"]["log_transformed"] == ["Spend"]
-    assert result.manifest["metrics"]["segments_found"] == 3
+    assert result.manifest.features == ["Spend", "Frequency"]
+    assert result.manifest.repairs.log_transformed == ["Spend"]
+    assert result.manifest.metrics.segments_found == 3
     sample = pd.read_parquet(result.out_dir / "chart_sample.parquet")
     assert "pc3" not in sample.columns  # two features give two components
 

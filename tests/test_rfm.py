@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from segmentation.params import SegmentationParams
 from segmentation.pipeline import run_segmentation
-from segmentation.preparation import SegmentationParams
 from segmentation.profiles import SegmentProfile, name_segments
 from segmentation.results import load_results
 from segmentation.rfm import GRID, SEGMENTS, grid_segment
@@ -43,11 +43,11 @@ def check_rfm(out, customers: pd.DataFrame, known: pd.DataFrame) -> None:
     rfm_overlap.csv counts the customers (missing values filled as the manifest says)."""
     results = load_results(out)
     manifest = results.manifest
-    model = manifest["model"]["features"]
-    roles = manifest["input"]["mapping"]
-    cuts = manifest["rfm"]["cuts"]
+    model = manifest.model.features
+    roles = manifest.input.mapping
+    cuts = manifest.rfm["cuts"]
     values = pd.DataFrame(
-        {roles[r]: customers[roles[r]].fillna(model[roles[r]]["fill"]) for r in CUT_ROLES}
+        {roles[r]: customers[roles[r]].fillna(model[roles[r]].fill) for r in CUT_ROLES}
     )
     expected = expected_scores(values, roles, cuts)
     for score in [*SCORES, "rfm_segment"]:
@@ -154,5 +154,5 @@ def test_without_recency_frequency_and_spend_there_are_no_scores(spark, tmp_path
         spark, str(path), SegmentationParams(k=2, features=("Age", "Spend")), tmp_path / "o"
     )
     customers = pd.read_csv(result.out_dir / "customers.csv")
-    assert "r_score" not in customers.columns and "rfm" not in result.manifest
+    assert "r_score" not in customers.columns and result.manifest.rfm is None
     assert load_results(result.out_dir).rfm_overlap() is None

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from segmentation.params import SegmentationParams
 from segmentation.pipeline import run_segmentation
-from segmentation.preparation import SegmentationParams
 from segmentation.results import load_results, load_sweep
 from segmentation.rfm import SCORE_COLUMNS
 from segmentation.suggestion import knee, suggest
@@ -39,11 +39,11 @@ def sweep(spark, tmp_path_factory):
 
 def test_four_segments_are_suggested_with_a_reason(sweep):
     _, result, _ = sweep
-    assert result.manifest["suggested_k"] == 4
-    assert result.manifest["suggestion"].startswith("k=4 has the best silhouette")
+    assert result.manifest.suggested_k == 4
+    assert result.manifest.suggestion.startswith("k=4 has the best silhouette")
     assert list(result.table["k"]) == [2, 3, 4, 5, 6]
     suggested = result.table.set_index("k").loc[4]
-    assert result.manifest["metrics"]["silhouette"] == suggested["silhouette"]  # job history
+    assert result.manifest.metrics.silhouette == suggested["silhouette"]  # job history
 
 
 def test_progress_says_which_k_are_ready_and_how_many_are_left(sweep):
@@ -62,7 +62,7 @@ def test_per_k_metrics_match_a_single_run_with_the_same_k_and_seed(spark, sweep,
     single = run_segmentation(spark, str(path), SegmentationParams(k=5), tmp_path / "single")
     row = result.table.set_index("k").loc[5]
     for name in ("silhouette", "calinski_harabasz", "davies_bouldin", "within_ss"):
-        assert row[name] == pytest.approx(single.manifest["metrics"][name], rel=1e-9), name
+        assert row[name] == pytest.approx(getattr(single.manifest.metrics, name), rel=1e-9), name
     per_k = load_results(result.out_dir / "k=5")
     pd.testing.assert_frame_equal(per_k.segments, single.segments)
 
@@ -167,14 +167,14 @@ def test_the_true_number_of_separated_segments_is_suggested(spark, tmp_path, seg
     path = tmp_path / "c.csv"
     synthetic_csv(path, n=2000, segments=segments, seed=30 + segments)
     result = run_sweep(spark, str(path), SegmentationParams(k_range=(2, 8)), tmp_path / "o")
-    assert result.manifest["suggested_k"] == segments, result.manifest["suggestion"]
+    assert result.manifest.suggested_k == segments, result.manifest.suggestion
 
 
 def test_the_original_projects_sample_gets_four_segments(spark, tmp_path):
     result = run_sweep(
         spark, str(SAMPLE_CUSTOMERS), SegmentationParams(k_range=(2, 6)), tmp_path / "o"
     )
-    assert result.manifest["suggested_k"] == 4, result.manifest["suggestion"]
+    assert result.manifest.suggested_k == 4, result.manifest.suggestion
 
 
 def test_adjusted_rand_matches_scikit_learn():

@@ -8,24 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segmentation import transactions
+from segmentation import order_dates
 from segmentation.columns import detect_mapping
+from segmentation.customer_attributes import join_attributes
 from segmentation.errors import InputError
+from segmentation.manifest import plain
+from segmentation.order_dates import DATE_FORMATS, date_expr, detect_date_format
+from segmentation.order_log import build_customer_table, detect_input_kind, detect_roles
 from segmentation.reading import read_table
 from segmentation.synthetic import (
     TRANSACTION_COLUMNS,
     TRANSACTIONS_REFERENCE,
     make_transactions,
     write_transactions,
-)
-from segmentation.transactions import (
-    DATE_FORMATS,
-    build_customer_table,
-    date_expr,
-    detect_date_format,
-    detect_input_kind,
-    detect_roles,
-    join_attributes,
 )
 
 REFERENCE = pd.Timestamp(TRANSACTIONS_REFERENCE).date()
@@ -103,7 +98,7 @@ def test_generated_log_yields_exactly_the_known_customer_table(spark, generated)
     }
     text = " ".join(report.messages())
     assert "no customer id" in text and "subtracted" in text and "only returned" in text
-    manifest = report.to_dict()
+    manifest = plain(report)
     assert manifest["reference_date"] == report.reference_date.isoformat()
     assert manifest["customers"] == len(expected)
     # The pipeline's column detection finds the customer table's roles.
@@ -292,10 +287,10 @@ def test_ambiguous_slash_dates_raise_instead_of_guessing(spark):
 
 def test_a_telling_date_beyond_the_sample_settles_the_format(spark, monkeypatch):
     looked = []
-    telling = transactions._telling_dates
-    monkeypatch.setattr(transactions, "DATE_SAMPLE_SIZE", 2)
+    telling = order_dates._telling_dates
+    monkeypatch.setattr(order_dates, "DATE_SAMPLE_SIZE", 2)
     monkeypatch.setattr(
-        transactions, "_telling_dates", lambda *args: looked.append(1) or telling(*args)
+        order_dates, "_telling_dates", lambda *args: looked.append(1) or telling(*args)
     )
     rows = [
         ("1", "A", "1", "01/03/2024", "4.00", "7", "UK"),
@@ -385,16 +380,16 @@ def test_join_attributes_reports_missing_and_unmatched_customers(spark):
     assert found["Age"].tolist()[:2] == ["34", "51"] and pd.isna(found["Age"][2])
     assert found["Spend"].tolist() == [50.0, 20.0, 90.0]  # the customer table's own Spend
     assert found["Spend_attr"].tolist()[:2] == ["1", "2"]
-    assert report["id_column"] == "Customer ID"
-    assert report["columns"] == ["Age", "Region", "Spend_attr"]
-    assert report["renamed"] == {"Spend": "Spend_attr"}
-    assert report["customers"] == 3
-    assert report["matched"] == 2
-    assert report["customers_missing"] == 1
-    assert report["unmatched_ids"] == 1
-    assert report["duplicate_ids"] == 1
-    assert report["rows_without_id"] == 1
-    assert "1 customer of 3 has no row in the attribute table" in " ".join(report["messages"])
+    assert report.id_column == "Customer ID"
+    assert report.columns == ["Age", "Region", "Spend_attr"]
+    assert report.renamed == {"Spend": "Spend_attr"}
+    assert report.customers == 3
+    assert report.matched == 2
+    assert report.customers_missing == 1
+    assert report.unmatched_ids == 1
+    assert report.duplicate_ids == 1
+    assert report.rows_without_id == 1
+    assert "1 customer of 3 has no row in the attribute table" in " ".join(report.messages())
     with pytest.raises(InputError, match="no customer id column"):
         join_attributes(customers, attributes.select("Age"))
 

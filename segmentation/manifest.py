@@ -1,0 +1,219 @@
+"""The manifest of a results folder: what a run read, chose, repaired, fitted and measured.
+
+One dataclass per part, so the engine writes and the pages read attributes, never string keys.
+JSON goes in and out here only (`to_json`, `read_manifest`, `read_sweep_manifest`); dacite
+turns the JSON back into the dataclasses and refuses a file whose fields have the wrong types.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import dacite
+
+from segmentation.order_report import TransactionReport
+from segmentation.params import SegmentationParams
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """The file a run read: where it was, its fingerprint and the columns' roles."""
+
+    name: str
+    location: str
+    format: str
+    bytes: int | None
+    sha256: str | None
+    rows: int
+    columns: list[str]
+    mapping: dict[str, str]  # role (customer_id, spend, ...) -> column
+
+
+@dataclass(frozen=True)
+class Repairs:
+    """What cleaning did to the customers, and the notes the analyst reads about it."""
+
+    filled_missing: dict[str, int]
+    outliers: dict[str, int]
+    outlier_policy: str
+    rows_removed: int
+    log_transformed: list[str]
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class FeatureModel:
+    """How one feature becomes a model input: fill, cap at the fences, log, standardize."""
+
+    fill: float | None
+    fences: list[float] | None
+    log: bool
+    mean: float
+    std: float
+
+
+@dataclass(frozen=True)
+class Model:
+    """Everything needed to place a customer: per-feature treatment and the segments' centres
+    (standardized, keyed by segment number)."""
+
+    features: dict[str, FeatureModel]
+    centres: dict[str, list[float]]
+
+
+@dataclass(frozen=True)
+class Quality:
+    """How well one k separates the customers, measured over every customer."""
+
+    silhouette: float | None
+    silhouette_kind: str
+    within_ss: float | None
+    calinski_harabasz: float | None
+    davies_bouldin: float | None
+    k_requested: int
+    segments_found: int
+    fitted_on: int
+    fit_kind: str
+    sizes: dict[int, int] = field(default_factory=dict)  # segment number -> customers
+
+
+@dataclass(frozen=True)
+class SegmentSummary:
+    """One segment as the job history and the manifest's reader see it."""
+
+    segment: int
+    name: str
+    reason: str
+    size: int
+    share: float
+
+
+@dataclass(frozen=True)
+class Files:
+    """The files of a results folder, relative to it (a k of a sweep shares the sweep's
+    customers.csv, one folder up)."""
+
+    customers: str
+    segments: str
+    categorical_mix: str
+    chart_sample: str
+    rfm_overlap: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunBasics:
+    """What a single run and a sweep share: the input, the choices, the cleaning."""
+
+    format_version: int = FORMAT_VERSION
+    created_at: str
+    input: InputFile
+    params: SegmentationParams
+    features: list[str]
+    categorical: list[str]
+    rows_in: int
+    rows_out: int
+    repairs: Repairs
+    warnings: list[str]
+    versions: dict[str, str | None]
+    timings: dict[str, float]
+    transactions: TransactionReport | None = None  # the order log the customers were built from
+
+    def basics(self) -> dict[str, Any]:
+        """The shared fields, to build a sweep's manifest from one of its k."""
+        return {f.name: getattr(self, f.name) for f in fields(RunBasics)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Manifest(RunBasics):
+    """One segmentation: a single run, or one k of a sweep (`sweep_k`)."""
+
+    metrics: Quality
+    model: Model
+    segments: list[SegmentSummary]
+    files: Files
+    rfm: dict[str, Any] | None = None  # RFM cut points and rule, when the run scored customers
+    sweep_k: int | None = None
+    customer_columns: dict[str, str] | None = None  # in a sweep: segment columns of this k
+
+    @property
+    def k(self) -> int:
+        """The k of this segmentation (one k of a sweep, or the single run's)."""
+        return self.sweep_k or self.params.k
+
+
+@dataclass(frozen=True)
+class SweepFiles:
+    customers: str | None  # written once every k is measured
+    sweep: str
+    splits: str
+    per_k: dict[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepManifest(RunBasics):
+    """A k sweep: which k are measured, their figures and, once complete, the suggestion."""
+
+    kind: str = "sweep"
+    complete: bool
+    k_values: list[int]
+    k_done: list[int]
+    sweep: list[dict[str, Any]]  # one row of sweep.csv per k
+    files: SweepFiles
+    suggested_k: int | None = None
+    suggestion: str | None = None
+    opinions: dict[str, int] | None = None  # what each measure would choose
+    metrics: Quality | None = None  # the suggested k's figures, for the job history
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready form of any manifest part: dataclasses as objects, dates as ISO text, NaN and
+    infinity as null."""
+    if isinstance(value, SegmentationParams):
+        return value.to_dict()
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def to_json(manifest: RunBasics) -> str:
+    """The manifest as the JSON file a results folder holds."""
+    return json.dumps(plain(manifest), indent=2)
+
+
+_CONFIG = dacite.Config(
+    type_hooks={
+        SegmentationParams: SegmentationParams.from_dict,
+        date: date.fromisoformat,
+        dict[int, int]: lambda sizes: {int(k): int(v) for k, v in sizes.items()},
+    },
+    cast=[float],
+)
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """The manifest of one segmentation's results folder."""
+    return dacite.from_dict(Manifest, json.loads((folder / MANIFEST).read_text()), _CONFIG)
+
+
+def read_sweep_manifest(folder: Path) -> SweepManifest | None:
+    """The manifest of a sweep's folder; None when the folder holds one segmentation."""
+    data = json.loads((folder / MANIFEST).read_text())
+    if data.get("kind") != "sweep":
+        return None
+    return dacite.from_dict(SweepManifest, data, _CONFIG)

@@ -1,0 +1,386 @@
+"""From an order log (one row per order line) to the customer table the pipeline segments.
+
+Most shops export orders, not customers. This module finds the order log's columns, parses its
+dates, nets returns and cancellations, and aggregates per customer in Spark: Recency,
+Frequency, Spend, Tenure and AvgOrderValue. Only small aggregates (a sample of dates, the
+report's counts) ever reach the driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from segmentation.columns import CUSTOMER_ID_ALIASES, detect_mapping, match_roles, normalise
+from segmentation.errors import InputError
+from segmentation.order_dates import (
+    TYPED_DATES,
+    DateFormat,
+    choose_date_format,
+    date_expr,
+    date_sample,
+    unparseable_examples,
+)
+from segmentation.order_report import TransactionReport
+from segmentation.reading import (
+    customer_id_expr,
+    number_expr,
+    text_expr,
+)
+from segmentation.spark_engine import unpersist
+
+AMOUNT_ENDINGS = ("amount", "value", "total", "revenue", "sales")
+
+
+ROLE_LABELS = {
+    "customer_id": "customer id",
+    "order_id": "order id",
+    "date": "order date",
+    "amount": "line amount",
+    "quantity": "quantity",
+    "unit_price": "unit price",
+}
+
+
+ALIASES = {
+    # No bare "id": in an order log that is usually the line's or the order's own id.
+    "customer_id": tuple(name for name in CUSTOMER_ID_ALIASES if name != "id"),
+    "order_id": (
+        "invoiceno",
+        "invoice",
+        "invoiceid",
+        "invoicenumber",
+        "orderid",
+        "order",
+        "orderno",
+        "ordernumber",
+        "transactionid",
+        "transactionno",
+        "receiptid",
+        "receiptno",
+        "receipt",
+        "billno",
+    ),
+    "date": (
+        "invoicedate",
+        "orderdate",
+        "date",
+        "timestamp",
+        "datetime",
+        "transactiondate",
+        "purchasedate",
+        "saledate",
+        "invoicedatetime",
+        "orderdatetime",
+        "createdat",
+        "orderedat",
+        "purchasedat",
+        "time",
+    ),
+    "amount": (
+        "amount",
+        "total",
+        "revenue",
+        "linetotal",
+        "lineamount",
+        "totalprice",
+        "totalamount",
+        "netamount",
+        "sales",
+        "subtotal",
+        "value",
+    ),
+    "quantity": ("quantity", "qty", "units", "quantityordered", "numitems", "itemcount"),
+    "unit_price": ("unitprice", "price", "priceeach", "itemprice", "priceperunit", "unitcost"),
+}
+
+
+CANCELLED_PREFIX_SHARE = 0.5  # above this share of "C…" order ids, "C" is a naming scheme
+
+
+def detect_roles(
+    columns: Sequence[str], overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Which column of an order log plays which role, from aliases; the analyst's overrides win.
+
+    Without an exact alias, a column whose name ends in an amount word ('dollar_value',
+    'order_total', 'net_sales') is the line amount.
+    """
+    roles = match_roles(columns, ALIASES, ROLE_LABELS, overrides, kind="an order-log")
+    if "amount" not in roles and not {"quantity", "unit_price"} <= roles.keys():
+        taken = set(roles.values())
+        found = [c for c in columns if c not in taken and normalise(c).endswith(AMOUNT_ENDINGS)]
+        if len(found) == 1:
+            roles["amount"] = found[0]
+    return roles
+
+
+def _is_order_log(roles: Mapping[str, str]) -> bool:
+    has_amount = "amount" in roles or {"quantity", "unit_price"} <= roles.keys()
+    return "customer_id" in roles and "date" in roles and has_amount
+
+
+def detect_input_kind(columns: Sequence[str]) -> str:
+    """'transactions' for an order log (customer id, date, amount), else 'customers'.
+
+    A table that already has Recency or Frequency columns is a customer table even if it also
+    holds a date and an amount (a last-order date, a total).
+    """
+    customer_roles = detect_mapping(columns)
+    if "recency" in customer_roles or "frequency" in customer_roles:
+        return "customers"
+    return "transactions" if _is_order_log(detect_roles(columns)) else "customers"
+
+
+def _require_roles(roles: Mapping[str, str], columns: Sequence[str]) -> None:
+    shown = ", ".join(columns[:12]) + (" …" if len(columns) > 12 else "")
+    needs = []
+    if "customer_id" not in roles:
+        needs.append("a customer id (e.g. CustomerID)")
+    if "date" not in roles:
+        needs.append("an order date (e.g. InvoiceDate)")
+    if "amount" not in roles and not {"quantity", "unit_price"} <= roles.keys():
+        needs.append("a line amount (e.g. Amount) or a quantity and a unit price")
+    if needs:
+        raise InputError(
+            f"The order log needs {', '.join(needs)}; none was recognised among: {shown}.",
+            hint="Rename the columns or map them to these roles "
+            "(command line: --map customer_id=..., date=..., amount=...).",
+        )
+
+
+def _cancelled_by_prefix(orders: Sequence[str]) -> bool:
+    if not orders:
+        return True
+    prefixed = sum(1 for o in orders if o[:1] in ("C", "c"))
+    return prefixed <= CANCELLED_PREFIX_SHARE * len(orders)
+
+
+def _order_lines(
+    df: DataFrame, roles: Mapping[str, str], date_format: DateFormat, by_prefix: bool
+) -> DataFrame:
+    """One row per order line with the columns the aggregation needs, flags included."""
+    customer = customer_id_expr(df, roles["customer_id"])
+    order = text_expr(df, roles["order_id"]) if "order_id" in roles else F.lit(None).cast("string")
+    day = date_expr(df, roles["date"], date_format)
+    quantity = number_expr(df, roles["quantity"]) if "quantity" in roles else F.lit(None)
+    if "amount" in roles:
+        amount = number_expr(df, roles["amount"])
+    else:
+        amount = quantity * number_expr(df, roles["unit_price"])
+    lines = df.select(
+        customer.alias("customer"),
+        order.alias("order"),
+        day.alias("day"),
+        amount.cast("double").alias("amount"),
+        quantity.cast("double").alias("quantity"),
+    )
+    cancelled = F.upper(F.substring("order", 1, 1)) == "C" if by_prefix else F.lit(False)
+    cancelled = F.coalesce(cancelled, F.lit(False))
+    is_return = cancelled | (F.col("amount") < 0) | F.coalesce(F.col("quantity") < 0, F.lit(False))
+    has_customer = F.col("customer").isNotNull()
+    usable = has_customer & F.col("day").isNotNull() & F.col("amount").isNotNull()
+    return lines.select(
+        "customer",
+        # Lines without an order id count as one order per customer and day.
+        F.coalesce("order", F.col("day").cast("string")).alias("order"),
+        "day",
+        "amount",
+        (has_customer & F.col("day").isNull()).alias("bad_date"),
+        (has_customer & F.col("day").isNotNull() & F.col("amount").isNull()).alias("bad_amount"),
+        usable.alias("usable"),
+        (usable & is_return).alias("is_return"),
+        (usable & cancelled).alias("cancelled"),
+        # A line is a return or cancellation only when it says so: a free or fully discounted
+        # item (amount 0) is a purchase with no spend.
+        (usable & ~is_return).alias("purchase"),
+    )
+
+
+def _int_sum(flag: str) -> Column:
+    return F.sum(F.col(flag).cast("int"))
+
+
+def _per_customer(lines: DataFrame) -> DataFrame:
+    """Aggregate order lines to orders, then orders to customers (the null customer included)."""
+    value = F.when(F.col("is_return"), -F.abs("amount")).otherwise(F.col("amount"))
+    orders = lines.groupBy("customer", "order").agg(
+        F.count(F.lit(1)).alias("lines"),
+        _int_sum("bad_date").alias("bad_dates"),
+        _int_sum("bad_amount").alias("bad_amounts"),
+        _int_sum("usable").alias("usable_lines"),
+        _int_sum("is_return").alias("return_lines"),
+        F.sum(F.when(F.col("is_return"), F.abs("amount"))).alias("return_value"),
+        F.max(F.col("cancelled").cast("int")).alias("cancelled"),
+        F.max(F.col("purchase").cast("int")).alias("purchased"),
+        F.sum(F.when(F.col("usable"), value)).alias("net"),
+        F.sum(F.when(F.col("purchase"), F.col("amount"))).alias("gross"),
+        F.min(F.when(F.col("purchase"), F.col("day"))).alias("first_purchase"),
+        F.max(F.when(F.col("purchase"), F.col("day"))).alias("last_purchase"),
+        F.min(F.when(F.col("usable"), F.col("day"))).alias("first_line"),
+        F.max(F.when(F.col("usable"), F.col("day"))).alias("last_line"),
+    )
+    sums = ("lines", "bad_dates", "bad_amounts", "usable_lines", "return_lines", "return_value")
+    return orders.groupBy("customer").agg(
+        *[F.sum(c).alias(c) for c in sums],
+        F.sum("cancelled").alias("cancelled_invoices"),
+        F.sum("purchased").alias("frequency"),
+        F.sum("net").alias("net"),
+        F.sum("gross").alias("gross"),
+        F.min("first_purchase").alias("first_purchase"),
+        F.max("last_purchase").alias("last_purchase"),
+        F.min("first_line").alias("first_line"),
+        F.max("last_line").alias("last_line"),
+    )
+
+
+def _summary(per_customer: DataFrame) -> dict:
+    """The report's counts in one small aggregate over the per-customer table."""
+    known = F.col("customer").isNotNull()
+    active = known & (F.col("usable_lines") > 0)
+    buyer = active & (F.col("frequency") > 0)
+    returns_only = active & (F.col("frequency") == 0)
+
+    def total(column: str, where: Column = known) -> Column:
+        return F.coalesce(F.sum(F.when(where, F.col(column))), F.lit(0))
+
+    row = per_customer.agg(
+        total("lines", F.lit(True)).alias("rows_in"),
+        total("lines", ~known).alias("rows_without_customer"),
+        total("bad_dates").alias("unparseable_dates"),
+        total("bad_amounts").alias("unreadable_amounts"),
+        total("return_lines").alias("return_lines"),
+        total("return_value").alias("return_value"),
+        total("cancelled_invoices").alias("cancelled_invoices"),
+        F.count_if(buyer).alias("customers"),
+        F.count_if(returns_only).alias("returns_only_customers"),
+        total("net", returns_only).alias("returns_only_value"),
+        F.min(F.when(known, F.col("first_line"))).alias("first_date"),
+        F.max(F.when(known, F.col("last_line"))).alias("last_date"),
+    ).collect()[0]
+    return row.asDict()
+
+
+def _report(
+    df: DataFrame, roles: Mapping[str, str], fmt: DateFormat, by_prefix: bool, summary: dict
+) -> TransactionReport:
+    """The report from the summary counts; refuses a log with no usable purchase."""
+    examples = (
+        unparseable_examples(df, roles, fmt)
+        if summary["unparseable_dates"] and fmt is not TYPED_DATES
+        else []
+    )
+    report = TransactionReport(
+        rows_in=int(summary["rows_in"]),
+        rows_without_customer=int(summary["rows_without_customer"]),
+        unparseable_dates=int(summary["unparseable_dates"]),
+        unparseable_examples=examples,
+        unreadable_amounts=int(summary["unreadable_amounts"]),
+        return_lines=int(summary["return_lines"]),
+        return_value=round(float(summary["return_value"]), 2),
+        cancelled_invoices=int(summary["cancelled_invoices"]),
+        returns_only_customers=int(summary["returns_only_customers"]),
+        returns_only_value=round(abs(float(summary["returns_only_value"])), 2),
+        customers=int(summary["customers"]),
+        first_date=summary["first_date"],
+        last_date=summary["last_date"],
+        reference_date=None,
+        date_format=fmt.name,
+        roles=dict(roles),
+        frequency_basis="orders" if "order_id" in roles else "days",
+        cancellations_by_prefix=by_prefix or "order_id" not in roles,
+    )
+    if report.customers == 0:
+        problems = " ".join(report.messages())
+        raise InputError(
+            "No customer has a purchase with a readable date and amount in this order log. "
+            + problems
+        )
+    return report
+
+
+def _reference_day(report: TransactionReport, chosen: date | None) -> date:
+    """The day Recency counts to: the analyst's, never before the last order, else the day
+    after the last order."""
+    last = report.last_date
+    assert last is not None  # some customer has a purchase with a readable date
+    reference = chosen or last + timedelta(days=1)
+    if reference < last:
+        raise InputError(
+            f"The reference date {reference.isoformat()} is before the last order in the "
+            f"log ({last.isoformat()}); recency would be negative.",
+            hint=f"Choose {last.isoformat()} or later, or leave it empty for the day after "
+            "the last order.",
+        )
+    return reference
+
+
+def _customers(per_customer: DataFrame, reference: date) -> DataFrame:
+    """One row per buying customer with the RFM figures, tenure and average order value."""
+    at = F.lit(reference)
+    # In cents as a decimal, so an average ending in half a cent always rounds up.
+    cents = F.round("gross", 2).cast("decimal(24,2)")
+    average = F.round(F.try_divide(cents, F.col("frequency")), 2).cast("double")
+    return per_customer.where(
+        F.col("customer").isNotNull() & (F.col("usable_lines") > 0) & (F.col("frequency") > 0)
+    ).select(
+        F.col("customer").alias("CustomerID"),
+        F.datediff(at, "last_purchase").cast("int").alias("Recency"),
+        F.col("frequency").cast("int").alias("Frequency"),
+        F.round("net", 2).alias("Spend"),
+        F.datediff(at, "first_purchase").cast("int").alias("Tenure"),
+        average.alias("AvgOrderValue"),
+    )
+
+
+def build_customer_table(
+    df: DataFrame,
+    roles: Mapping[str, str] | None = None,
+    reference_date: date | None = None,
+    date_format: str | None = None,
+    *,
+    cache: bool = False,
+) -> tuple[DataFrame, TransactionReport]:
+    """Turn an order log into one row per customer: CustomerID, Recency, Frequency, Spend,
+    Tenure, AvgOrderValue; and a report of what was dropped, netted and assumed.
+
+    `roles` overrides the detected columns (see detect_roles). Returns and cancellations (a
+    negative amount or quantity, or an order id starting with "C") are netted: they reduce
+    Spend but never count as purchases. Recency and Tenure are days from the last and first
+    purchase to `reference_date` (default: the day after the latest date in the log).
+    Frequency counts distinct order ids with a purchase (distinct purchase days without an
+    order id); AvgOrderValue is the gross purchase amount per order. Customers with only
+    returns are left out and counted in the report.
+
+    With `cache=True` the returned table is cached (the caller unpersists it), so the log is
+    read once for both the report and everything after it; otherwise it stays lazy.
+    """
+    roles = detect_roles(df.columns, roles)
+    _require_roles(roles, df.columns)
+    if isinstance(reference_date, datetime):
+        reference_date = reference_date.date()
+
+    sample, orders = date_sample(df, roles)
+    fmt = choose_date_format(df, roles, date_format, sample)
+    by_prefix = "order_id" in roles and _cancelled_by_prefix(orders)
+    per_customer = _per_customer(_order_lines(df, roles, fmt, by_prefix))
+    if cache:
+        per_customer = per_customer.cache()
+    try:
+        report = _report(df, roles, fmt, by_prefix, _summary(per_customer))
+        report.reference_date = _reference_day(report, reference_date)
+        customers = _customers(per_customer, report.reference_date)
+        if cache:
+            # Cache the small result, fill it from the per-customer cache, then free that.
+            customers = customers.cache()
+            customers.count()
+    finally:
+        if cache:
+            unpersist([per_customer])
+    return customers, report
+
+
+TRANSACTION_FEATURES = ("Recency", "Frequency", "Spend")
