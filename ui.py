@@ -6,8 +6,8 @@ import contextlib
 import io
 import os
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -26,14 +26,22 @@ from segmentation.access import (
 from segmentation.errors import EngineError, SegmentationError
 from segmentation.job_runner import JobRunner, run_pipeline_job
 from segmentation.job_store import JobStore
-from segmentation.jobs import Job, JobState, workspace_dir
+from segmentation.jobs import Job, JobState, ModelRef, workspace_dir
 from segmentation.loading import LoadOptions, load_customer_table
 from segmentation.locations import ROOTS_SETTING
 from segmentation.order_log import TRANSACTION_FEATURES, detect_input_kind
 from segmentation.order_report import TransactionReport
 from segmentation.params import SegmentationParams
 from segmentation.reading import read_table
-from segmentation.results import Results, Sweep, load_results, load_sweep, sweep_state
+from segmentation.results import (
+    Results,
+    Sweep,
+    load_results,
+    load_sweep,
+    save_segment_names,
+    sweep_state,
+)
+from segmentation.scoring import check_input, load_model
 from segmentation.spark_engine import SETTING_NAMES, EngineStarter, engine_failure_reason
 from segmentation.uploads import save_table
 from segmentation.validation import ValidationReport, validate
@@ -230,6 +238,73 @@ def viewable_jobs() -> list[Job]:
     ]
 
 
+def segmentations() -> list[Job]:
+    """This visitor's finished segmentations that new customers can be assigned to (not
+    assignments themselves: those place customers in another job's segments)."""
+    return [
+        job
+        for job in services().store.list(owner=owner())
+        if job.state == JobState.SUCCEEDED and job.model is None
+    ]
+
+
+def saved_k(job: Job) -> int:
+    """Which k of a segmentation to assign to: the only one, or a choice among a sweep's."""
+    sweep = sweep_of(results_folder(job))
+    if sweep is None:
+        return int(job.params.get("k", 0))
+    return st.selectbox(
+        "Number of segments (k)",
+        sweep.ks,
+        index=sweep.ks.index(sweep.suggested_k) if sweep.suggested_k in sweep.ks else 0,
+        help="A sweep fitted every k; its customers are placed in the segments of this one.",
+        key=f"assign-k-{job.id}",
+    )
+
+
+def model_folder(job: Job, k: int) -> str:
+    """The results folder of one k of a job: the job's own, or the k's inside a sweep."""
+    sweep = sweep_of(results_folder(job))
+    return results_folder(job) if sweep is None else str(sweep.folder(k))
+
+
+@st.cache_data(show_spinner="Checking the file against the segmentation…", max_entries=32)
+def assignment_problem(path: str, folder: str, options: LoadOptions) -> str | None:
+    """Why this file cannot be placed in the segmentation of `folder` (None when it can)."""
+    try:
+        with engine_errors():
+            check_input(services().engine.session(), path, load_model(folder), options)
+    except SegmentationError as error:
+        return str(error)
+    return None
+
+
+def start_assignment(
+    input_path: Path | str, original_name: str, options: LoadOptions, job: Job, k: int
+) -> Job:
+    """Queue a job placing a file's customers in the saved segments of `job` (k of a sweep)."""
+    folder = model_folder(job, k)
+    saved = load_model(folder).manifest.params
+    params = replace(
+        saved,
+        k=k,
+        k_range=None,
+        stability_seeds=0,
+        input_kind=options.input_kind,
+        date_format=options.date_format,
+        reference_date=options.reference_date,
+        attributes=options.attributes,
+    )
+    svc = services()
+    model = ModelRef(job.id, folder, k, job_label(job))
+    created = svc.store.create(
+        input_path, original_name, {**params.to_dict(), "model": model.to_dict()}, owner=owner()
+    )
+    svc.runner.submit(created.id)
+    st.session_state["job_id"] = created.id
+    return created
+
+
 def pick_job(key: str) -> Job | None:
     """A picker over viewable jobs, defaulting to the one this visitor last followed."""
     jobs = viewable_jobs()
@@ -327,6 +402,13 @@ def results_of(job: Job, k: int | None = None) -> Results:
     assert stored is not None  # the job was just picked from the store's list
     names = stored.segment_names.get(results.k, {})
     return results.with_names(names)
+
+
+def rename_segments(job: Job, results: Results, names: Mapping[int, str]) -> None:
+    """Keep the analyst's segment names in the job history and in the results folder, which
+    later assignments to this segmentation read."""
+    services().store.set_segment_names(job.id, results.k, names)
+    save_segment_names(results.out_dir, names)
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

@@ -74,6 +74,8 @@ def history() -> None:
     rows = [
         {
             "file": job.original_name,
+            "kind": "assignment" if job.model else "segmentation",
+            "model": job.model.label if job.model else None,
             "state": ui.STATE_ICONS[job.state],
             "progress": job.progress,
             "customers": job.summary.get("rows"),
@@ -95,6 +97,9 @@ def history() -> None:
             "silhouette": st.column_config.NumberColumn(format="%.3f"),
             "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
             "duration (s)": st.column_config.NumberColumn(format="%.1f"),
+            "model": st.column_config.TextColumn(
+                help="The saved segmentation an assignment placed its customers in"
+            ),
         },
     )
     selected = table.selection.rows

@@ -12,6 +12,14 @@ if job is None:
     st.stop()
 k = ui.k_picker(job)
 results = ui.results_of(job, k)
+if job.model:
+    st.info(
+        ui.plain(
+            f"These customers were placed in the segments of {job.model.label} (k={job.model.k}) "
+            "without refitting: same fills, fences, scaling, centres and names."
+        ),
+        icon=":material/input:",
+    )
 manifest = results.manifest
 metrics = manifest.metrics
 
@@ -51,7 +59,7 @@ with st.expander("Rename segments"), st.form("names"):
         for row in results.segments.itertuples()
     }
     if st.form_submit_button("Save names"):
-        ui.services().store.set_segment_names(job.id, results.k, names)
+        ui.rename_segments(job, results, names)
         st.rerun()
 
 st.subheader("Profiles")

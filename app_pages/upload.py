@@ -119,6 +119,34 @@ mapped = base.remapped(overrides)
 for problem in [] if origin else base.missing_roles:
     st.info(ui.plain(problem.message), icon=":material/help:")
 
+ASSIGN = "Assign to an existing segmentation"
+task = st.segmented_control(
+    "With this file", ["New segmentation", ASSIGN], default="New segmentation", key="task"
+)
+if task == ASSIGN:
+    st.subheader("Assign to an existing segmentation")
+    st.caption(
+        "Customers are placed in the saved segments as that run would have placed them (its "
+        "fills, outlier fences, transforms, scaling, centres and names), without refitting."
+    )
+    models = ui.segmentations()
+    if not models:
+        st.info("No finished segmentation yet: run one first, then assign new files to it.")
+        st.stop()
+    model_job = st.selectbox("Segmentation", models, format_func=ui.job_label, key="assign-to")
+    model_k = ui.saved_k(model_job)
+    refused = ui.assignment_problem(str(path), ui.model_folder(model_job, model_k), load)
+    if refused:
+        st.error(ui.plain(refused), icon=":material/error:")
+    else:
+        st.success("The file has every column the segmentation needs.", icon=":material/check:")
+    if st.button(
+        "Assign customers", type="primary", disabled=refused is not None, icon=":material/input:"
+    ):
+        ui.start_assignment(path, name, load, model_job, model_k)
+        st.switch_page(ui.MONITOR)
+    st.stop()
+
 st.subheader("Segmentation settings")
 with st.container(border=True):
     features = st.multiselect(

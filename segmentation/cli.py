@@ -18,6 +18,7 @@ from segmentation.spark_engine import stop_spark
 
 if TYPE_CHECKING:  # the commands import Spark only when they run
     from segmentation.manifest import Quality
+    from segmentation.pipeline import SegmentationResult
     from segmentation.sweep import SweepResult
 
 EXIT_INVALID_INPUT = 2
@@ -70,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="results folder, must not exist (default ./segmentation-results/...)",
     )
+
+    score = commands.add_parser(
+        "score", help="assign new customers to a saved segmentation (no refit)"
+    )
+    score.add_argument("model", type=Path, help="results folder of a run or a sweep")
+    score.add_argument("input", help="path or URL of the customers (or order log) to assign")
+    score.add_argument(
+        "--k", type=int, default=None, help="of a sweep: which k (default: suggested)"
+    )
+    _add_input_options(score)
+    score.add_argument("--out", type=Path, required=True, help="results folder, must not exist")
 
     sample = commands.add_parser("sample", help="write synthetic customers with known segments")
     sample.add_argument("out", type=Path, help="file to write: .csv, .csv.gz or .parquet")
@@ -185,8 +197,30 @@ def _run(args: argparse.Namespace) -> int:
     if params.k_range:
         return _print_sweep(run_sweep(get_spark(), args.input, params, out_dir=out))
     result = run_segmentation(get_spark(), args.input, params, out_dir=out)
+    print(f"{result.manifest.rows_out:,} customers in {len(result.segments)} segments -> {out}")
+    return _print_result(result)
+
+
+def _score(args: argparse.Namespace) -> int:
+    from segmentation.loading import LoadOptions
+    from segmentation.reading import sniff
+    from segmentation.scoring import run_scoring
+    from segmentation.spark_engine import get_spark
+
+    sniff(args.input)
+    options = LoadOptions(args.input_kind, args.date_format, args.reference_date, args.customers)
+    result = run_scoring(get_spark(), args.model, args.input, args.out, args.k, options)
+    source = result.manifest.model_source
+    assert source is not None  # an assignment names its model
+    print(
+        f"{result.manifest.rows_out:,} customers placed in the {source.k} segments of "
+        f"{source.folder} -> {result.out_dir}"
+    )
+    return _print_result(result)
+
+
+def _print_result(result: SegmentationResult) -> int:
     m = result.manifest
-    print(f"{m.rows_out:,} customers in {len(result.segments)} segments -> {result.out_dir}")
     print(_metrics_line(m.metrics))
     print(_segment_table(result.segments))
     for warning in m.warnings + m.repairs.notes:
@@ -257,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
-    handlers = {"run": _run, "sample": _sample}
+    handlers = {"run": _run, "score": _score, "sample": _sample}
     try:
         return handlers[args.command](args)
     except InputError as exc:

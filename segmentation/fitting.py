@@ -36,7 +36,14 @@ from segmentation.measurement import (
     supplement,
 )
 from segmentation.preparation import PreparedData
-from segmentation.profiles import SegmentProfile, name_segments, order_key, profiles_frame
+from segmentation.profiles import (
+    SegmentProfile,
+    name_segments,
+    order_key,
+    profiles_frame,
+    reason,
+)
+from segmentation.validation import ValidationReport
 
 CHART_SAMPLE_ROWS = 5000
 MIN_CHART_ROWS = 100  # per segment, when it has them
@@ -179,8 +186,13 @@ def describe(
     measured: Memberships,
     profiled: Mapping[int, Mapping[int, ClusterProfile]],
     seed: int,
+    saved: Sequence[tuple[int, str]] | None = None,
 ) -> dict[int, Segmentation]:
-    """Quality, named segments and a chart sample for each k of a measured batch."""
+    """Quality, named segments and a chart sample for each k of a measured batch.
+
+    `saved` keeps a saved segmentation's numbers and names (one per centre, in order) instead
+    of numbering by spend and naming afresh: customers placed in it keep its segments.
+    """
     found = {
         k: _segmentation(
             data,
@@ -190,6 +202,7 @@ def describe(
             profiled[k],
             measured.mix.get(k),
             measured.rfm.get(k),
+            saved,
         )
         for k in ks
     }
@@ -226,8 +239,9 @@ def _segmentation(
     profiled: Mapping[int, ClusterProfile],
     mix: pd.DataFrame | None,
     rfm: pd.DataFrame | None,
+    saved: Sequence[tuple[int, str]] | None = None,
 ) -> Segmentation:
-    """Profile and name the segments of one k, numbered by descending spend."""
+    """Profile and name the segments of one k, numbered by descending spend (or as saved)."""
     report = data.report
     quality = _quality(
         k,
@@ -250,14 +264,12 @@ def _segmentation(
         )
         for s in stats
     ]
-    segments.sort(key=order_key(report.mapping.get("spend"), report.features))
-    order = {}
-    for number, profile in enumerate(segments, start=1):
-        order[profile.segment] = number
-        profile.segment = number
-    name_segments(segments, report.mapping)
+    order = _number_and_name(segments, report, saved)
     notes = []
-    if len(stats) < k:
+    if saved and len(stats) < len(saved):
+        empty = [f"{n} · {name}" for c, (n, name) in enumerate(saved) if c not in order]
+        notes.append(f"No customer of this file falls in {', '.join(empty)}.")
+    elif len(stats) < k:
         notes.append(
             f"KMeans found only {len(stats)} distinct segments for k={k}: the data has too few "
             "distinct customers to split further."
@@ -278,6 +290,29 @@ def _segmentation(
         notes=notes,
         rfm=_overlap(rfm, order),
     )
+
+
+def _number_and_name(
+    segments: list[SegmentProfile],
+    report: ValidationReport,
+    saved: Sequence[tuple[int, str]] | None,
+) -> dict[int, int]:
+    """Number the segments (1 = highest spend) and name them, or keep the saved numbers and
+    names; returns cluster id -> segment number."""
+    if saved:
+        order = {s.segment: saved[s.segment][0] for s in segments}
+        for profile in segments:
+            profile.segment, profile.name = saved[profile.segment]
+            profile.reason = reason(profile, report.mapping)
+        segments.sort(key=lambda p: p.segment)
+        return order
+    segments.sort(key=order_key(report.mapping.get("spend"), report.features))
+    order = {}
+    for number, profile in enumerate(segments, start=1):
+        order[profile.segment] = number
+        profile.segment = number
+    name_segments(segments, report.mapping)
+    return order
 
 
 def _mean_scores(rfm: pd.DataFrame | None) -> dict[int, dict[str, float]]:

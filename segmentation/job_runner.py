@@ -19,9 +19,10 @@ from segmentation.job_store import JobStore, hold, release
 from segmentation.jobs import Job, JobOutcome, JobState, ProgressFn, WorkFn
 from segmentation.manifest import SweepManifest
 from segmentation.params import SegmentationParams
-from segmentation.pipeline import run_segmentation
+from segmentation.pipeline import SegmentationResult, run_segmentation
+from segmentation.scoring import run_scoring
 from segmentation.spark_engine import engine_failure_reason, error_text, get_spark
-from segmentation.sweep import run_sweep
+from segmentation.sweep import SweepResult, run_sweep
 
 log = logging.getLogger(__name__)
 
@@ -258,10 +259,22 @@ def run_pipeline_job(store: JobStore, spark_provider: Callable[[], Any]) -> Work
     def work(job: Job, progress: ProgressFn) -> JobOutcome:
         params = SegmentationParams.from_dict(job.params)
         out_dir = store.result_dir(job.id)
-        run = run_sweep if params.k_range else run_segmentation
-        result = run(
-            spark_provider(), job.input_path, params, out_dir=str(out_dir), progress=progress
-        )
+        result: SegmentationResult | SweepResult
+        if job.model:
+            result = run_scoring(
+                spark_provider(),
+                job.model.folder,
+                job.input_path,
+                out_dir,
+                job.model.k,
+                params.load_options,
+                progress,
+            )
+        else:
+            run = run_sweep if params.k_range else run_segmentation
+            result = run(
+                spark_provider(), job.input_path, params, out_dir=str(out_dir), progress=progress
+            )
         manifest = result.manifest
         k = manifest.suggested_k if isinstance(manifest, SweepManifest) else manifest.k
         summary = {

@@ -29,6 +29,19 @@ ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 
 
 @dataclass(frozen=True)
+class ModelRef:
+    """The saved segmentation an assignment job places its customers in."""
+
+    job_id: str  # the job that made it
+    folder: str  # its results folder (of one k, for a sweep)
+    k: int
+    label: str  # how pickers named that job when the assignment was started
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "folder": self.folder, "k": self.k, "label": self.label}
+
+
+@dataclass(frozen=True)
 class Job:
     """One segmentation run as the store last saw it (a snapshot: fetch again to refresh)."""
 
@@ -63,6 +76,12 @@ class Job:
         if self.is_active and running is not None and self.stage and self.stage not in spent:
             spent[self.stage] = max(0.0, running - sum(spent.values()))
         return spent
+
+    @property
+    def model(self) -> ModelRef | None:
+        """For an assignment (customers placed in a saved segmentation, no refit): which one."""
+        saved = self.params.get("model")
+        return ModelRef(**saved) if saved else None
 
     @property
     def duration(self) -> float | None:

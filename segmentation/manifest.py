@@ -108,6 +108,16 @@ class Files:
     rfm_overlap: str | None = None
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """The saved segmentation a file's customers were placed in (an assignment, not a fit)."""
+
+    folder: str  # its results folder
+    k: int
+    created_at: str  # when it was made
+    input_name: str  # the file it was made from
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunBasics:
     """What a single run and a sweep share: the input, the choices, the cleaning."""
@@ -142,6 +152,7 @@ class Manifest(RunBasics):
     rfm: dict[str, Any] | None = None  # RFM cut points and rule, when the run scored customers
     sweep_k: int | None = None
     customer_columns: dict[str, str] | None = None  # in a sweep: segment columns of this k
+    model_source: ModelSource | None = None  # set when customers were assigned, not fitted
 
     @property
     def k(self) -> int:

@@ -142,52 +142,72 @@ def _measured(value: float | None, column: str) -> float:
     return value
 
 
-def _prepare(table: Table, report: ValidationReport, params: SegmentationParams):
-    """Impute medians, treat outliers, log-transform: the expressions, not yet run.
+@dataclass(frozen=True)
+class Treatment:
+    """How one feature becomes a model input before scaling: the value a missing one gets,
+    the IQR fences (None when not treated) and whether the model sees log(1 + x)."""
 
-    Feature values come parsed from the cached table (`__n<column>`), so no text is parsed twice.
+    fill: float
+    fences: tuple[float, float] | None
+    log: bool
+
+
+def _plan(
+    report: ValidationReport, params: SegmentationParams
+) -> tuple[dict[str, Treatment], list[str], list[str]]:
+    """Each feature's treatment from this data: the median fills, fences by the IQR rule.
+
     A log-transformed feature is not capped: the log already pulls its tail in, and capping
     would again make its top customers identical. Removal judges it on the log scale.
     """
+    logged, notes = _logged(report, params)
+    plans = {}
+    for column in report.features:
+        p = report.profiles[column]
+        low, high, spread = _fences(p, column in logged)
+        treated = params.outliers == "remove" or (params.outliers == "cap" and column not in logged)
+        if treated and not spread:
+            notes.append(f"'{column}': most values are equal, so no outliers were treated.")
+        fences = (low, high) if treated and spread else None
+        plans[column] = Treatment(float(_measured(p.median, column)), fences, column in logged)
+    return plans, logged, notes
+
+
+def apply_treatment(
+    table: Table, plans: Mapping[str, Treatment], policy: str, remove: bool
+) -> tuple[DataFrame, list[str], list[str]]:
+    """The treatment as expressions, not yet run: fill, flag (and cap or remove) outliers,
+    log-transform. Feature values come parsed from the cached table (`__n<column>`), so no
+    text is parsed twice."""
     df = table.df
     value_cols, model_cols, outlier_flags = [], [], []
-    fences: dict[str, tuple[float, float]] = {}
-    logged, notes = _logged(report, params)
     select = [quoted_column(c) for c in table.columns]
-    for i, column in enumerate(report.features):
-        p = report.profiles[column]
-        parsed = _number_column(column)
+    for i, (column, plan) in enumerate(plans.items()):
+        parsed = number_column(column)
         value = F.coalesce(
             F.col(parsed) if parsed in df.columns else number_expr(df, column),
-            F.lit(float(_measured(p.median, column))),
+            F.lit(plan.fill),
         )
         # The value in real units (after imputation) is what profiles and charts describe;
         # capping and the log transform only shape what the model sees.
         select.append(value.alias(f"__v{i}"))
         value_cols.append(f"__v{i}")
         model_value = None
-        low, high, spread = _fences(p, column in logged)
-        treated = params.outliers == "remove" or (params.outliers == "cap" and column not in logged)
-        if treated and spread:
-            fences[column] = (low, high)
-            outlier_flags.append((column, (value < low) | (value > high)))
-            if params.outliers == "cap":
+        if plan.fences:
+            low, high = plan.fences
+            outlier_flags.append((value < low) | (value > high))
+            if policy == "cap":
                 model_value = F.least(F.greatest(F.col(f"__v{i}"), F.lit(low)), F.lit(high))
-        elif treated:
-            notes.append(f"'{column}': most values are equal, so no outliers were treated.")
-        if column in logged:
+        if plan.log:
             model_value = F.log1p(F.greatest(F.col(f"__v{i}"), F.lit(0.0)))
         model_cols.append((f"__x{i}", model_value))
-    for j, (_, flag) in enumerate(outlier_flags):
-        select.append(flag.alias(f"__o{j}"))
-    prepared = df.select(*select)
-    if params.outliers == "remove" and outlier_flags:
-        any_outlier = (
-            F.greatest(*[F.col(f"__o{j}") for j in range(len(outlier_flags))])
+    prepared = df.select(*select, *[f.alias(f"__o{j}") for j, f in enumerate(outlier_flags)])
+    if remove and outlier_flags:
+        prepared = prepared.where(
+            ~F.greatest(*[F.col(f"__o{j}") for j in range(len(outlier_flags))])
             if len(outlier_flags) > 1
-            else F.col("__o0")
+            else ~F.col("__o0")
         )
-        prepared = prepared.where(~any_outlier)
     inputs = []
     for (name, expr), value_col in zip(model_cols, value_cols, strict=True):
         if expr is None:
@@ -195,7 +215,7 @@ def _prepare(table: Table, report: ValidationReport, params: SegmentationParams)
         else:
             prepared = prepared.withColumn(name, expr)
             inputs.append(name)
-    return prepared, value_cols, inputs, fences, logged, notes
+    return prepared, value_cols, inputs
 
 
 def _rfm_scores(report: ValidationReport, value_cols: Sequence[str]) -> RfmScores | None:
@@ -215,16 +235,30 @@ def _rfm_scores(report: ValidationReport, value_cols: Sequence[str]) -> RfmScore
     return RfmScores(scored, cuts)
 
 
-def _standardized(column: str, counts, i: int) -> Column:
+def _standardized(column: str, mean: float | None, std: float | None) -> Column:
     """(x - mean) / standard deviation (the sample's, as Spark's StandardScaler); 0 when the
     feature no longer varies."""
-    std = counts[f"std{i}"]
     if not std:
         return F.lit(0.0)
-    return (F.col(column) - F.lit(float(counts[f"mean{i}"]))) / F.lit(float(std))
+    return (F.col(column) - F.lit(float(mean or 0.0))) / F.lit(float(std))
 
 
-def _number_column(column: str) -> str:
+def standardize(
+    prepared: DataFrame, inputs: Sequence[str], scaler: Sequence[tuple[float | None, float | None]]
+) -> tuple[DataFrame, list[str]]:
+    """The prepared table with each model input standardized (`__z<i>`), and those columns."""
+    model_cols = [f"__z{i}" for i in range(len(inputs))]
+    scaled = prepared.select(
+        "*",
+        *[
+            _standardized(c, mean, std).alias(z)
+            for c, z, (mean, std) in zip(inputs, model_cols, scaler, strict=True)
+        ],
+    )
+    return scaled, model_cols
+
+
+def number_column(column: str) -> str:
     """Name of the cached, parsed-as-number copy of an input column."""
     return f"__n_{column}"
 
@@ -257,7 +291,7 @@ class PreparedData:
         unpersist(self.cached)
 
 
-def _load(
+def load_input(
     spark: SparkSession, source: str, params: SegmentationParams, tracker: Progress
 ) -> tuple[Table, TransactionReport | None, list[str], list[DataFrame]]:
     """Read the input (building customers from an order log) and cache it with each chosen
@@ -272,7 +306,7 @@ def _load(
     features = params.features or (TRANSACTION_FEATURES if origin else None)
     chosen = feature_columns(table.columns, features, params.column_mapping)
     parsed = table.df.select(
-        "*", *[number_expr(table.df, c).alias(_number_column(c)) for c in chosen]
+        "*", *[number_expr(table.df, c).alias(number_column(c)) for c in chosen]
     ).cache()
     cached.append(parsed)
     table = Table(
@@ -281,7 +315,7 @@ def _load(
     return table, origin, chosen, cached
 
 
-def _measure_inputs(prepared: DataFrame, flagged: int, inputs: Sequence[str], min_k: int) -> Row:
+def measure_inputs(prepared: DataFrame, flagged: int, inputs: Sequence[str], min_k: int) -> Row:
     """One pass: rows left, outliers treated, and each model input's mean and standard
     deviation for the scaling."""
     counts = prepared.agg(
@@ -305,31 +339,29 @@ def prepare(
     cached: list[DataFrame] = []
     try:
         with tracker.stage("loading", "Reading the file"):
-            table, origin, chosen, cached = _load(spark, source, params, tracker)
+            table, origin, chosen, cached = load_input(spark, source, params, tracker)
 
         with tracker.stage("validating", "Checking columns and values"):
-            numbers = {c: _number_column(c) for c in chosen}
+            numbers = {c: number_column(c) for c in chosen}
             features = params.features or (TRANSACTION_FEATURES if origin else None)
             report = validate(table, min_k, features, params.column_mapping, numbers)
             report.raise_for_errors()
             tracker.report(1.0, f"{report.rows:,} customers, {len(report.features)} features")
 
         with tracker.stage("preprocessing", "Filling missing values and treating outliers"):
-            prepared, value_cols, inputs, fences, logged, notes = _prepare(table, report, params)
+            plans, logged, notes = _plan(report, params)
+            prepared, value_cols, inputs = apply_treatment(
+                table, plans, params.outliers, remove=params.outliers == "remove"
+            )
             rfm = _rfm_scores(report, value_cols)
+            fences = {c: plan.fences for c, plan in plans.items() if plan.fences}
 
         with tracker.stage("features", "Counting customers and measuring each feature"):
-            counts = _measure_inputs(prepared, len(fences), inputs, min_k)
+            counts = measure_inputs(prepared, len(fences), inputs, min_k)
 
         with tracker.stage("scaling", "Standardizing features (mean 0, standard deviation 1)"):
-            model_cols = [f"__z{i}" for i in range(len(inputs))]
-            scaled = prepared.select(
-                "*",
-                *[
-                    _standardized(c, counts, i).alias(z)
-                    for i, (c, z) in enumerate(zip(inputs, model_cols, strict=True))
-                ],
-            )
+            scaler = [(counts[f"mean{i}"], counts[f"std{i}"]) for i in range(len(inputs))]
+            scaled, model_cols = standardize(prepared, inputs, scaler)
     except BaseException:
         unpersist(cached)
         raise

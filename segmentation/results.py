@@ -8,6 +8,8 @@ into place at the end, so a half-written result is never mistaken for a finished
 from __future__ import annotations
 
 import csv
+import json
+import os
 import platform
 import shutil
 import uuid
@@ -28,6 +30,7 @@ from segmentation.manifest import (
     InputFile,
     Manifest,
     Model,
+    ModelSource,
     SegmentSummary,
     SweepManifest,
     read_manifest,
@@ -48,6 +51,7 @@ SAMPLE = "chart_sample.parquet"
 RFM = "rfm_overlap.csv"
 SWEEP_TABLE = "sweep.csv"
 SPLITS = "splits.csv"
+NAMES = "segment_names.json"  # names the analyst gave segments, beside the manifest
 FORMULA_START = r"^[=+\-@\t\r]"
 
 
@@ -103,6 +107,7 @@ def write_results(
     timings: Callable[[], Mapping[str, float]],
     progress: Callable[[float, str], None],
     in_sweep: bool = False,
+    model_source: ModelSource | None = None,
 ) -> Manifest:
     """Write one segmentation's results folder atomically and return its manifest.
 
@@ -124,7 +129,9 @@ def write_results(
         seg.sample.to_parquet(partial / SAMPLE, index=False)
         if seg.rfm is not None:
             seg.rfm.to_csv(partial / RFM, index=False)
-        manifest = _manifest(data, seg, params, timings(), in_sweep)
+        manifest = replace(
+            _manifest(data, seg, params, timings(), in_sweep), model_source=model_source
+        )
         (partial / MANIFEST).write_text(to_json(manifest))
         partial.rename(out_dir)
     except BaseException:
@@ -217,7 +224,7 @@ class Results:
         """The same results with segment names the analyst edited."""
         if not names:
             return self
-        rename = {int(k): v for k, v in names.items() if v}
+        rename = {**self.renamed, **{int(k): v for k, v in names.items() if v}}
         segments = self.segments.copy()
         segments["name"] = [
             rename.get(s, n) for s, n in zip(segments["segment"], segments["name"], strict=True)
@@ -306,8 +313,26 @@ class Results:
             target.write(ordered.to_csv(index=False, header=number == 0).encode("utf-8"))
 
 
+def save_segment_names(out_dir: Path, names: Mapping[int, str]) -> None:
+    """Keep the names the analyst gave the segments in the results folder itself, so that the
+    folder, copied or scored against, carries them (blank names fall back to the run's)."""
+    kept = {str(int(s)): str(n).strip() for s, n in sorted(names.items()) if str(n).strip()}
+    partial = out_dir / f".{NAMES}.partial"
+    partial.write_text(json.dumps(kept, indent=2))
+    os.replace(partial, out_dir / NAMES)
+
+
+def saved_segment_names(out_dir: Path) -> dict[int, str]:
+    """The names the analyst gave this folder's segments ({} when none)."""
+    try:
+        return {int(s): n for s, n in json.loads((out_dir / NAMES).read_text()).items()}
+    except FileNotFoundError:
+        return {}
+
+
 def load_results(out_dir: str | Path) -> Results:
-    """Read a finished run's small files (never the customer table itself)."""
+    """Read a finished run's small files (never the customer table itself), with the names the
+    analyst gave its segments."""
     out_dir = Path(out_dir)
     manifest = read_manifest(out_dir)
     mix = pd.read_csv(out_dir / MIX, dtype={"value": str}, keep_default_na=False)
@@ -319,7 +344,7 @@ def load_results(out_dir: str | Path) -> Results:
         sample=pd.read_parquet(out_dir / SAMPLE),
         mix=mix,
         rfm=pd.read_csv(out_dir / rfm, keep_default_na=False) if rfm else None,
-    )
+    ).with_names(saved_segment_names(out_dir))
 
 
 def k_folder(k: int) -> str:

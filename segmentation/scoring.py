@@ -1,0 +1,269 @@
+"""Assign new customers to a saved segmentation, without refitting.
+
+A results folder is a model: its manifest holds the column roles, each feature's fill value,
+outlier fences and log transform, the scaler and the segments' centres; `segment_names.json`
+holds the names the analyst gave. Customers placed with it get exactly the segment and name
+the saved run would have given them. The model is plain JSON read on the driver, so it works
+the same in local mode, on a cluster and over Spark Connect.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession
+
+from segmentation.errors import InputError
+from segmentation.fitting import describe, draw_sample, measure
+from segmentation.loading import LoadOptions, load_customer_table
+from segmentation.manifest import Manifest, ModelSource, Repairs
+from segmentation.pipeline import SegmentationResult
+from segmentation.preparation import (
+    PreparedData,
+    Progress,
+    ProgressCallback,
+    Treatment,
+    apply_treatment,
+    load_input,
+    measure_inputs,
+    number_column,
+    standardize,
+)
+from segmentation.reading import Table
+from segmentation.results import load_results, load_sweep, write_results
+from segmentation.rfm import RfmScores
+from segmentation.spark_engine import unpersist
+from segmentation.validation import ValidationReport, validate
+
+# A feature whose median moved this many times away from the model's was probably measured in
+# other units (cents for euros, days for months).
+UNITS_RATIO = 20.0
+
+
+@dataclass(frozen=True)
+class SavedSegmentation:
+    """One finished segmentation read as a model."""
+
+    folder: Path
+    manifest: Manifest
+    segments: list[tuple[int, str]]  # (number, name) per centre, in the centres' order
+
+    @property
+    def k(self) -> int:
+        return self.manifest.k
+
+    @property
+    def centres(self) -> np.ndarray:
+        """The standardized centres, one row per segment, in the order of `segments`."""
+        centres = self.manifest.model.centres
+        return np.array([centres[str(number)] for number, _ in self.segments], dtype=float)
+
+    @property
+    def source(self) -> ModelSource:
+        return ModelSource(
+            folder=str(self.folder),
+            k=self.k,
+            created_at=self.manifest.created_at,
+            input_name=self.manifest.input.name,
+        )
+
+
+def load_model(results_dir: str | Path, k: int | None = None) -> SavedSegmentation:
+    """The segmentation in a results folder; for a sweep, its k (by default the suggested one)."""
+    folder = Path(results_dir)
+    if not (folder / "manifest.json").is_file():
+        raise InputError(f"{folder} is not a results folder (it has no manifest.json).")
+    sweep = load_sweep(folder)
+    if sweep is not None:
+        chosen = k or sweep.suggested_k
+        if chosen not in sweep.ks:
+            raise InputError(
+                f"This sweep has k = {', '.join(map(str, sweep.ks))}"
+                + (f", not {k}." if k else "; choose one with --k.")
+            )
+        folder = sweep.folder(chosen)
+    results = load_results(folder)
+    if k and results.k != k:
+        raise InputError(f"{folder} is a segmentation with k={results.k}, not k={k}.")
+    numbers = [int(n) for n in results.manifest.model.centres]
+    names = dict(zip(results.segments["segment"], results.segments["name"], strict=True))
+    return SavedSegmentation(folder, results.manifest, [(n, names[n]) for n in numbers])
+
+
+def _check_columns(columns: list[str], model: Manifest) -> None:
+    """Stop a file that lacks a feature the model places customers by."""
+    labels = {column: role for role, column in model.input.mapping.items()}
+    missing = [f for f in model.features if f not in columns]
+    if missing:
+        needed = ", ".join(f"'{f}'" + (f" ({labels[f]})" if f in labels else "") for f in missing)
+        raise InputError(
+            f"This segmentation places customers by {', '.join(model.features)}; the file has "
+            f"no column {needed}. Its columns: {', '.join(columns[:15])}.",
+            hint="Rename the column to the name the segmentation was made with, or assign a "
+            "file exported the same way.",
+        )
+
+
+def _check_numbers(report: ValidationReport, model: Manifest) -> None:
+    """Stop a feature that held numbers when the model was made and holds text now."""
+    for feature in model.features:
+        profile = report.profiles[feature]
+        if profile.kind == "text":
+            examples = ", ".join(f"'{v}'" for v in profile.bad_examples[:3])
+            raise InputError(
+                f"'{feature}' held numbers when this segmentation was made (median "
+                f"{model.model.features[feature].fill:,.2f}); here it holds text"
+                + (f" (e.g. {examples})" if examples else "")
+                + ". The segmentation expects numbers in the same units.",
+            )
+
+
+def _unit_notes(report: ValidationReport, model: Manifest) -> list[str]:
+    """Warn when a feature's typical value moved by an order of magnitude or more."""
+    notes = []
+    for feature in model.features:
+        before, now = model.model.features[feature].fill, report.profiles[feature].median
+        if before and now and max(now / before, before / now) >= UNITS_RATIO:
+            notes.append(
+                f"The median of '{feature}' is {now:,.2f} here and was {before:,.2f} when the "
+                "segmentation was made: check that it is in the same units."
+            )
+    return notes
+
+
+def _validated(table: Table, model: Manifest, numbers: dict[str, str]) -> ValidationReport:
+    _check_columns(table.columns, model)
+    report = validate(table, 1, model.features, model.input.mapping, numbers)
+    _check_numbers(report, model)
+    report.raise_for_errors()
+    return report
+
+
+def check_input(
+    spark: SparkSession, source: str, model: SavedSegmentation, options: LoadOptions
+) -> ValidationReport:
+    """What the Upload page asks before an assignment starts: can this file be placed in the
+    model (the columns it needs, as numbers)? Raises InputError when not."""
+    table, _ = load_customer_table(spark, source, options)
+    return _validated(table, model.manifest, {})
+
+
+def prepare_for_model(
+    spark: SparkSession, source: str, model: Manifest, options: LoadOptions, tracker: Progress
+) -> PreparedData:
+    """Loading to scaling with the saved fills, fences, transforms and scaler, never ones
+    measured on this file, so each customer gets the inputs the saved run would have given it.
+    No customer is removed: under the 'remove' policy an outlier is placed like any other."""
+    params = replace(
+        model.params,
+        features=tuple(model.features),
+        column_mapping=model.input.mapping,
+        input_kind=options.input_kind,
+        date_format=options.date_format,
+        reference_date=options.reference_date,
+        attributes=options.attributes,
+    )
+    saved = model.model.features
+    cached: list[DataFrame] = []
+    try:
+        with tracker.stage("loading", "Reading the file"):
+            table, origin, chosen, cached = load_input(spark, source, params, tracker)
+        with tracker.stage("validating", "Checking the columns the segmentation needs"):
+            report = _validated(table, model, {c: number_column(c) for c in chosen})
+        with tracker.stage("preprocessing", "Filling and treating values as the saved run did"):
+            plans = {
+                f: Treatment(s.fill or 0.0, (s.fences[0], s.fences[1]) if s.fences else None, s.log)
+                for f, s in saved.items()
+            }
+            prepared, value_cols, inputs = apply_treatment(
+                table, plans, model.repairs.outlier_policy, remove=False
+            )
+        with tracker.stage("features", "Counting customers"):
+            fenced = sum(1 for plan in plans.values() if plan.fences)
+            counts = measure_inputs(prepared, fenced, inputs, 1)
+        with tracker.stage("scaling", "Standardizing with the saved means and deviations"):
+            scaled, model_cols = standardize(
+                prepared, inputs, [(s.mean, s.std) for s in saved.values()]
+            )
+    except BaseException:
+        unpersist(cached)
+        raise
+    values = dict(zip(model.features, value_cols, strict=True))
+    cuts = (model.rfm or {}).get("cuts")
+    rfm_values = {role: values[model.input.mapping[role]] for role in cuts or {}}
+    repairs = Repairs(
+        filled_missing={
+            f: report.profiles[f].missing + report.profiles[f].non_numeric for f in model.features
+        },
+        outliers={f: counts[f"o{j}"] for j, f in enumerate(f for f in plans if plans[f].fences)},
+        outlier_policy=model.repairs.outlier_policy,
+        rows_removed=0,
+        log_transformed=[f for f, plan in plans.items() if plan.log],
+        notes=(origin.messages() if origin else []) + _unit_notes(report, model),
+    )
+    return PreparedData(
+        source,
+        table,
+        report,
+        scaled,
+        model_cols,
+        value_cols,
+        counts["rows"],
+        repairs,
+        dict(saved),
+        cached,
+        origin,
+        RfmScores(rfm_values, cuts) if cuts else None,
+    )
+
+
+def run_scoring(
+    spark: SparkSession,
+    model_dir: str | Path,
+    source: str,
+    out_dir: str | Path,
+    k: int | None = None,
+    options: LoadOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> SegmentationResult:
+    """Place the customers of `source` in the saved segmentation of `model_dir` and write a
+    results folder like a run's: customers.csv with segment and name, profiles of these
+    customers, and a manifest naming the model."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise FileExistsError(f"{out_dir} already exists; results are never overwritten.")
+    model = load_model(model_dir, k)
+    tracker = Progress(progress)
+    options = options or model.manifest.params.load_options
+    data = prepare_for_model(spark, source, model.manifest, options, tracker)
+    params = replace(model.manifest.params, k=model.k, k_range=None, stability_seeds=0)
+    try:
+        with tracker.stage("clustering", f"Placing customers in the {model.k} saved segments"):
+            centres = draw_sample(data, params.seed)
+            centres.by_k[model.k] = model.centres
+        with tracker.stage("evaluation", "Measuring every customer: sizes, silhouette, spread"):
+            measured, profiled = measure(data, centres, [model.k])
+        with tracker.stage("profiling", "Describing the segments of these customers"):
+            seg = describe(
+                data, centres, [model.k], measured, profiled, params.seed, model.segments
+            )
+        with tracker.stage("saving", "Writing the results"):
+            manifest = write_results(
+                out_dir,
+                data,
+                seg[model.k],
+                params,
+                tracker.so_far,
+                tracker.report,
+                model_source=model.source,
+            )
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    finally:
+        data.release()
+    manifest = replace(manifest, timings=dict(tracker.timings))
+    return SegmentationResult(out_dir=out_dir, manifest=manifest, segments=seg[model.k].segments)

@@ -1,0 +1,172 @@
+"""Assigning new customers to a saved segmentation: exact reproduction, refusals, the command
+line and the job runner."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from segmentation.cli import main
+from segmentation.errors import InputError
+from segmentation.job_runner import JobRunner, run_pipeline_job
+from segmentation.job_store import JobStore
+from segmentation.jobs import JobState, ModelRef
+from segmentation.params import SegmentationParams
+from segmentation.pipeline import run_segmentation
+from segmentation.results import load_results, save_segment_names
+from segmentation.scoring import load_model, run_scoring
+from segmentation.sweep import run_sweep
+from segmentation.synthetic import write_transactions
+from tests.helpers import synthetic_csv
+
+
+@pytest.fixture(scope="module")
+def trained(spark, tmp_path_factory):
+    """A run on 1,500 customers (its second segment renamed by the analyst) and the file."""
+    folder = tmp_path_factory.mktemp("trained")
+    path = folder / "customers.csv"
+    synthetic_csv(path, n=1500, segments=4, seed=8, missing_rate=0.05)
+    run = run_segmentation(spark, str(path), SegmentationParams(k=4, seed=3), folder / "run")
+    save_segment_names(run.out_dir, {2: "Our VIPs"})
+    return path, run.out_dir
+
+
+def customers(folder, k: int | None = None) -> pd.DataFrame:
+    """A results folder's customers with their segment and name (one k of a sweep's file)."""
+    table = pd.read_csv(folder / "customers.csv", dtype=str, keep_default_na=False)
+    if k:
+        table = table.rename(columns={f"segment_k{k}": "segment", f"segment_name_k{k}": "name"})
+    return table.rename(columns={"segment_name": "name"})
+
+
+def test_assigning_the_training_customers_gives_each_its_segment_and_name(
+    spark, trained, tmp_path
+):
+    path, run = trained
+    scored = run_scoring(spark, run, str(path), tmp_path / "scored")
+
+    before, after = customers(run), customers(scored.out_dir)
+    assert list(after["CustomerID"]) == list(before["CustomerID"])
+    assert (after["segment"] == before["segment"]).all()
+    renamed = before["name"].where(before["segment"] != "2", "Our VIPs")
+    assert (after["name"] == renamed).all()
+    assert set(after.loc[after["segment"] == "2", "name"]) == {"Our VIPs"}
+    # Same customers, same model: the same figures and profiles.
+    fitted = load_results(run)
+    again = load_results(scored.out_dir)
+    assert again.manifest.metrics.sizes == fitted.manifest.metrics.sizes
+    assert again.manifest.metrics.silhouette == pytest.approx(fitted.manifest.metrics.silhouette)
+    source = again.manifest.model_source
+    assert source is not None and source.folder == str(run) and source.k == 4
+    assert again.manifest.model.centres == fitted.manifest.model.centres
+    assert list(again.segments["name"]) == list(fitted.segments["name"])
+
+
+def test_a_k_chosen_in_a_sweep_is_reproduced(spark, tmp_path):
+    path = tmp_path / "c.csv"
+    synthetic_csv(path, n=900, segments=3, seed=12)
+    sweep = run_sweep(spark, str(path), SegmentationParams(k_range=(2, 4), seed=5), tmp_path / "s")
+    save_segment_names(sweep.out_dir / "k=3", {1: "Best"})
+
+    model = load_model(sweep.out_dir, k=3)
+    assert model.k == 3 and ("Best" in [name for _, name in model.segments])
+    scored = run_scoring(spark, sweep.out_dir, str(path), tmp_path / "scored", k=3)
+
+    before, after = customers(sweep.out_dir, k=3), customers(scored.out_dir)
+    assert (after["segment"] == before["segment"]).all()
+    assert (after["name"] == before["name"].where(before["segment"] != "1", "Best")).all()
+    with pytest.raises(InputError, match="k = 2, 3, 4, not 7"):
+        load_model(sweep.out_dir, k=7)
+
+
+def test_new_customers_are_placed_by_the_saved_treatment_not_their_own(spark, trained, tmp_path):
+    """A file of only big spenders: measured on its own it would be scaled differently; placed
+    with the model, its customers land in the model's high-spend segment."""
+    path, run = trained
+    table = pd.read_csv(path)
+    fitted = customers(run)
+    top = fitted["segment"] == "1"
+    only_best = table[top.to_numpy()].head(60)
+    new = tmp_path / "best.csv"
+    only_best.to_csv(new, index=False)
+
+    scored = run_scoring(spark, run, str(new), tmp_path / "scored")
+    assert set(customers(scored.out_dir)["segment"]) == {"1"}
+    notes = " ".join(scored.manifest.repairs.notes)
+    assert "No customer of this file falls in 2 · Our VIPs" in notes
+
+
+def test_a_missing_feature_is_refused_naming_the_column(spark, trained, tmp_path):
+    path, run = trained
+    table = pd.read_csv(path).drop(columns=["Spend"])
+    bad = tmp_path / "no_spend.csv"
+    table.to_csv(bad, index=False)
+    with pytest.raises(InputError, match=r"no column 'Spend' \(spend\)") as caught:
+        run_scoring(spark, run, str(bad), tmp_path / "scored")
+    assert "Age, Spend, Recency, Frequency" in str(caught.value)
+    assert not (tmp_path / "scored").exists()
+
+
+def test_a_feature_that_turned_to_text_is_refused(spark, trained, tmp_path):
+    path, run = trained
+    table = pd.read_csv(path)
+    table["Frequency"] = ["often", "rarely", "n/a"] * (len(table) // 3)
+    bad = tmp_path / "text.csv"
+    table.to_csv(bad, index=False)
+    with pytest.raises(InputError, match="'Frequency' held numbers when this segmentation"):
+        run_scoring(spark, run, str(bad), tmp_path / "scored")
+
+
+def test_other_units_are_flagged(spark, trained, tmp_path):
+    path, run = trained
+    table = pd.read_csv(path)
+    table["Spend"] = table["Spend"] * 100  # cents instead of euros
+    cents = tmp_path / "cents.csv"
+    table.to_csv(cents, index=False)
+    scored = run_scoring(spark, run, str(cents), tmp_path / "scored")
+    assert any("median of 'Spend'" in n and "same units" in n for n in scored.manifest.repairs.notes)
+
+
+def test_an_order_log_is_turned_into_customers_first(spark, tmp_path):
+    log = tmp_path / "orders.csv"
+    write_transactions(log, 300, seed=4)
+    run = run_segmentation(spark, str(log), SegmentationParams(k=3, seed=2), tmp_path / "run")
+    scored = run_scoring(spark, run.out_dir, str(log), tmp_path / "scored")
+    before, after = customers(run.out_dir), customers(scored.out_dir)
+    assert (after["segment"] == before["segment"]).all() and (after["name"] == before["name"]).all()
+    assert scored.manifest.transactions is not None
+    assert scored.manifest.transactions.customers == len(after)
+
+
+def test_the_command_line_scores_into_a_results_folder(spark, trained, tmp_path, capsys):
+    path, run = trained
+    out = tmp_path / "scored"
+    assert main(["score", str(run), str(path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0] == (
+        f"1,500 customers placed in the 4 segments of {run} -> {out}"
+    )
+    assert "Our VIPs" in printed
+    assert (customers(out)["segment"] == customers(run)["segment"]).all()
+    assert main(["score", str(run), str(path), "--out", str(out)]) == 2  # never overwritten
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_an_assignment_job_runs_and_names_its_model(spark, trained, tmp_path):
+    path, run = trained
+    store = JobStore(tmp_path / "home")
+    runner = JobRunner(store, run_pipeline_job(store, lambda: spark), spark_provider=lambda: spark)
+    try:
+        model = ModelRef("fitted-job", str(run), 4, "customers.csv · k=4")
+        params = {**SegmentationParams(k=4).to_dict(), "model": model.to_dict()}
+        job = store.create(path, "march.csv", params)
+        runner.submit(job.id)
+        done = runner.wait(job.id, timeout=300)
+    finally:
+        runner.shutdown()
+    assert done.state == JobState.SUCCEEDED, done.error
+    assert done.model == model and done.summary["k"] == 4
+    results = load_results(done.result_dir)
+    assert results.manifest.model_source is not None
+    assert results.manifest.model_source.folder == str(run)
+    assert "Our VIPs" in list(results.segments["name"])
