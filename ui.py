@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from segmentation.access import (
@@ -23,6 +24,7 @@ from segmentation.access import (
     new_visitor_token,
     owner_for,
 )
+from segmentation.comparison import Comparison, compare
 from segmentation.errors import EngineError, SegmentationError
 from segmentation.job_runner import JobRunner, run_pipeline_job
 from segmentation.job_store import JobStore
@@ -38,6 +40,7 @@ from segmentation.results import (
     Sweep,
     load_results,
     load_sweep,
+    names_changed,
     save_segment_names,
     sweep_state,
 )
@@ -303,6 +306,30 @@ def start_assignment(
     svc.runner.submit(created.id)
     st.session_state["job_id"] = created.id
     return created
+
+
+def comparable_jobs(job: Job) -> list[Job]:
+    """The other finished segmentations and assignments a job's customers can be compared with."""
+    return [j for j in viewable_jobs() if j.id != job.id and j.state == JobState.SUCCEEDED]
+
+
+@st.cache_resource(show_spinner="Matching the customers of both with Spark…", max_entries=8)
+def _comparison(before: str, after: str, names: tuple[float | None, ...]) -> Comparison:
+    with engine_errors():
+        return compare(services().engine.session(), Path(before), Path(after))
+
+
+def comparison(before: Results, after: Results) -> Comparison:
+    """Where `before`'s customers are in `after` (computed again once a segment is renamed)."""
+    names = tuple(names_changed(r.out_dir) for r in (before, after))
+    return _comparison(str(before.out_dir), str(after.out_dir), names)
+
+
+def cell_csv(comparison: Comparison, from_segment: str, to_segment: str) -> bytes:
+    """The customers behind one cell of a comparison, as CSV to download."""
+    with engine_errors():
+        table: pd.DataFrame = comparison.cell(from_segment, to_segment).toPandas()
+    return table.to_csv(index=False).encode("utf-8")
 
 
 def pick_job(key: str) -> Job | None:

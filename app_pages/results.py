@@ -107,3 +107,46 @@ right.download_button(
     mime="application/json",
     icon=":material/download:",
 )
+
+st.subheader("Compare with…")
+st.caption(
+    "Another segmentation of the same customers, matched by customer id: who stayed, who moved "
+    "between segments, who is new and who is gone."
+)
+earlier = st.selectbox(
+    "Earlier segmentation (before)",
+    ui.comparable_jobs(job),
+    index=None,
+    format_func=ui.job_label,
+    placeholder="Choose a segmentation to compare with",
+    key="compare-with",
+)
+if earlier is not None:
+    comparison = ui.comparison(ui.results_of(earlier), results)
+    counts = st.columns(4)
+    counts[0].metric("Same segment", f"{comparison.same_customers:,}")
+    counts[1].metric("Moved", f"{comparison.moved_customers:,}")
+    counts[2].metric("New", f"{comparison.new_customers:,}")
+    counts[3].metric("Gone", f"{comparison.lost_customers:,}")
+    st.markdown("\n".join(f"- {ui.plain(sentence)}" for sentence in comparison.movements()))
+    heatmap, flow = st.tabs(["Migration", "Flow"])
+    heatmap.plotly_chart(
+        charts.migration_heatmap(comparison.migration), theme=None, width="stretch"
+    )
+    flow.plotly_chart(charts.migration_sankey(comparison.migration), theme=None, width="stretch")
+    cells = comparison.migration
+    cell = st.selectbox(
+        "Customers behind one cell",
+        list(cells.itertuples(index=False)),
+        format_func=lambda c: (
+            f"{c.from_segment} · {c.from_name} → {c.to_segment} · {c.to_name} ({c.customers:,})"
+        ),
+        key="compare-cell",
+    )
+    st.download_button(
+        "Download these customers (CSV)",
+        data=lambda: ui.cell_csv(comparison, cell.from_segment, cell.to_segment),
+        file_name=f"moved-{cell.from_segment}-to-{cell.to_segment}-{job.id[:6]}.csv",
+        mime="text/csv",
+        icon=":material/download:",
+    )

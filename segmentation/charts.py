@@ -626,3 +626,109 @@ def _stacked_shares_layout(fig: go.Figure, column: str, labels: Sequence[str]) -
     fig.update_yaxes(
         title_text="Segment", categoryorder="array", categoryarray=labels, autorange="reversed"
     )
+
+
+def migration_heatmap(migration: pd.DataFrame) -> go.Figure:
+    """Where each segment's customers went between two segmentations: customers in each cell,
+    coloured by the share of the row, so a segment that mostly moved stands out."""
+    table, rows, columns = _migration_grid(migration)
+    counts = table.to_numpy(dtype=float)
+    shares = counts / counts.sum(axis=1, keepdims=True).clip(min=1) * 100
+    fig = go.Figure(
+        go.Heatmap(
+            z=shares,
+            x=columns,
+            y=rows,
+            text=counts.astype(int),
+            texttemplate="%{text:,}",
+            colorscale="Blues",
+            zmin=0,
+            zmax=100,
+            colorbar_title_text="% of the row",
+            hovertemplate="<b>%{y}</b> → <b>%{x}</b><br>%{text:,} customers "
+            "(%{z:.0f}% of the row)<extra></extra>",
+            xgap=2,
+            ygap=2,
+        )
+    )
+    fig.update_xaxes(title_text="Segment after", tickangle=-30)
+    fig.update_yaxes(title_text="Segment before", autorange="reversed")
+    return _finish(
+        fig, "Where customers went between the two segmentations", _rows_height(len(rows), 45, 320)
+    )
+
+
+def migration_sankey(migration: pd.DataFrame) -> go.Figure:
+    """How customers flowed from the earlier segments (left, with new customers) to the later
+    ones (right, with customers gone); the width of a band is its customers."""
+    _require_migration(migration)
+    left = _migration_nodes(migration, "from")
+    right = _migration_nodes(migration, "to")
+    nodes = [*left, *right]
+    position = {("from", s): i for i, (s, _) in enumerate(left)}
+    position |= {("to", s): len(left) + i for i, (s, _) in enumerate(right)}
+    sources = [position[("from", str(s))] for s in migration["from_segment"]]
+    fig = go.Figure(
+        go.Sankey(
+            arrangement="snap",
+            node={
+                "label": [label for _, label in nodes],
+                "color": [_migration_color(s) for s, _ in nodes],
+                "pad": 10,
+                "thickness": 14,
+                "hovertemplate": "%{label}<br>%{value:,} customers<extra></extra>",
+            },
+            link={
+                "source": sources,
+                "target": [position[("to", str(s))] for s in migration["to_segment"]],
+                "value": migration["customers"].astype(int).tolist(),
+                "color": [_with_alpha(_migration_color(nodes[i][0]), 0.35) for i in sources],
+                "hovertemplate": "%{source.label} → %{target.label}<br>%{value:,} customers"
+                "<extra></extra>",
+            },
+        )
+    )
+    for x, text in ((0, "Before"), (1, "After")):
+        fig.add_annotation(
+            text=f"<b>{text}</b>", x=x, y=1.04, xref="paper", yref="paper", showarrow=False
+        )
+    height = max(420, 80 + 45 * max(len(left), len(right)))
+    return _finish(fig, "How customers moved between the two segmentations", height=height)
+
+
+def _migration_grid(migration: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Customers per before (rows) and after (columns) segment, in segment order, with labels."""
+    _require_migration(migration)
+    frame = migration.assign(
+        from_segment=migration["from_segment"].astype(str),
+        to_segment=migration["to_segment"].astype(str),
+    )
+    table = frame.pivot_table(
+        index="from_segment", columns="to_segment", values="customers", aggfunc="sum", fill_value=0
+    )
+    left, right = _migration_nodes(frame, "from"), _migration_nodes(frame, "to")
+    table = table.reindex(index=[s for s, _ in left], columns=[s for s, _ in right], fill_value=0)
+    return table, [label for _, label in left], [label for _, label in right]
+
+
+def _require_migration(migration: pd.DataFrame) -> None:
+    _require_rows(migration, "There are no customers to compare.")
+    _require_columns(
+        migration, ["from_segment", "from_name", "to_segment", "to_name", "customers"], "migration"
+    )
+
+
+def _migration_nodes(migration: pd.DataFrame, side: str) -> list[tuple[str, str]]:
+    """The segments on one side of a migration table with their labels: numbers in order
+    ("1 · Champions"), then "new" or "gone" as they are."""
+    pairs = dict(
+        zip(migration[f"{side}_segment"].astype(str), migration[f"{side}_name"], strict=True)
+    )
+    numbers = sorted((s for s in pairs if s.isdigit()), key=int)
+    others = sorted(s for s in pairs if not s.isdigit())
+    return [(s, segment_label(int(s), pairs[s])) for s in numbers] + [(s, s) for s in others]
+
+
+def _migration_color(segment: str) -> str:
+    """A segment's own colour; grey for customers who arrived or left."""
+    return segment_color(int(segment)) if segment.isdigit() else OTHER_COLOR

@@ -83,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_options(score)
     score.add_argument("--out", type=Path, required=True, help="results folder, must not exist")
 
+    compare = commands.add_parser(
+        "compare", help="who moved between two segmentations of the same customers"
+    )
+    compare.add_argument("before", type=Path, help="results folder of the earlier segmentation")
+    compare.add_argument("after", type=Path, help="results folder of the later one")
+    compare.add_argument(
+        "--out", type=Path, required=True, help="folder for migration.csv and movers.csv"
+    )
+
     sample = commands.add_parser("sample", help="write synthetic customers with known segments")
     sample.add_argument("out", type=Path, help="file to write: .csv, .csv.gz or .parquet")
     sample.add_argument("--rows", type=int, default=10_000)
@@ -219,6 +228,22 @@ def _score(args: argparse.Namespace) -> int:
     return _print_result(result)
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from segmentation.comparison import compare, write_comparison
+    from segmentation.spark_engine import get_spark
+
+    comparison = compare(get_spark(), args.before, args.after)
+    write_comparison(comparison, args.out)
+    print(
+        f"{comparison.same_customers:,} customers in the same segment, "
+        f"{comparison.moved_customers:,} moved, {comparison.new_customers:,} new, "
+        f"{comparison.lost_customers:,} gone -> {args.out}"
+    )
+    for sentence in comparison.movements():
+        print(f"  {sentence}")
+    return 0
+
+
 def _print_result(result: SegmentationResult) -> int:
     m = result.manifest
     print(_metrics_line(m.metrics))
@@ -291,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
-    handlers = {"run": _run, "score": _score, "sample": _sample}
+    handlers = {"run": _run, "score": _score, "compare": _compare, "sample": _sample}
     try:
         return handlers[args.command](args)
     except InputError as exc:

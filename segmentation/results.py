@@ -330,6 +330,14 @@ def saved_segment_names(out_dir: Path) -> dict[int, str]:
         return {}
 
 
+def names_changed(out_dir: Path) -> float | None:
+    """When the analyst last renamed a folder's segments (None when never)."""
+    try:
+        return (out_dir / NAMES).stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
 def load_results(out_dir: str | Path) -> Results:
     """Read a finished run's small files (never the customer table itself), with the names the
     analyst gave its segments."""

@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
@@ -286,6 +287,78 @@ def test_a_sweep_shows_its_first_k_while_the_others_are_measured(server, tab, bi
     suggested = json.loads((Path(job["result_dir"]) / "manifest.json").read_text())["suggested_k"]
     expect(tab.get_by_test_id("stMetricValue").nth(1)).to_have_text(str(suggested))
     assert job["chosen_k"] is None
+    assert_no_exception(tab)
+
+
+def next_month(folder: Path) -> Path:
+    """The sample's customers a month on: the last one gone, two new, three spending far more."""
+    table = pd.read_csv(SAMPLE_CUSTOMERS)
+    table = table.iloc[:-1].copy()
+    table.loc[table.index[:3], "Spend"] *= 10
+    new = table.iloc[:2].assign(CustomerID=["CUST901", "CUST902"])
+    path = folder / "next-month.csv"
+    pd.concat([table, new], ignore_index=True).to_csv(path, index=False)
+    return path
+
+
+def test_a_new_file_is_assigned_to_a_saved_segmentation_and_compared(
+    server, tab, sample_job, tmp_path
+):
+    """Next month's customers placed in the sample's segments (no refit), shown as an
+    assignment, then compared with the original: counts, movements, charts, a cell's customers."""
+    marker = f"#{sample_job['id'][:6]}"
+    open_page(tab, server, "upload", "Upload customer data")
+    upload(tab, next_month(tmp_path))
+    wait_for_report(tab)
+    tab.get_by_role("button", name="Assign to an existing segmentation").click()
+    picker = tab.get_by_role("combobox", name="Segmentation")
+    picker.click()
+    tab.get_by_role("option", name=re.compile(re.escape(marker))).click()
+    expect(tab.get_by_text("The file has every column the segmentation needs.")).to_be_visible(
+        timeout=JOB_TIMEOUT_MS
+    )
+    assign = tab.get_by_role("button", name="Assign customers")
+    expect(assign).to_be_enabled()
+    assign.click()
+    expect(tab.get_by_role("heading", name="Job Monitor", level=1)).to_be_visible()
+    wait_for_done(tab)
+    job = jobs(server.workspace)[0]
+    assert job["original_name"] == "next-month.csv" and job["state"] == "succeeded", job["error"]
+    assert json.loads(job["params"])["model"]["job_id"] == sample_job["id"]
+    expect(history_row(tab, "next-month.csv")).to_contain_text("assignment")
+    expect(history_row(tab, "next-month.csv")).to_contain_text(marker)
+
+    tab.get_by_role("link", name="Open the results").click()
+    placed = tab.get_by_text(re.compile("were placed in the segments of .*" + re.escape(marker)))
+    expect(placed).to_be_visible()
+    expect(tab.get_by_test_id("stMetricValue").nth(0)).to_have_text("21")
+    earlier = tab.get_by_role("combobox", name="Earlier segmentation (before)")
+    earlier.click()
+    tab.get_by_role("option", name=re.compile(re.escape(marker))).click()
+    wait_until_idle(tab)
+    counts = dict(
+        zip(
+            tab.get_by_test_id("stMetricLabel").all_inner_texts(),
+            tab.get_by_test_id("stMetricValue").all_inner_texts(),
+            strict=True,
+        )
+    )
+    assert (counts["New"], counts["Gone"]) == ("2", "1")
+    assert int(counts["Same segment"]) + int(counts["Moved"]) == 19
+    expect(tab.get_by_text(re.compile(r"^2 new customers arrived"))).to_be_visible()
+    panel = tab.get_by_role("tabpanel")
+    expect(panel.locator(".js-plotly-plot .main-svg").first).to_be_visible()
+    tab.get_by_role("tab", name="Flow").click()
+    expect(tab.get_by_role("tabpanel").locator(".js-plotly-plot .main-svg").first).to_be_visible()
+
+    cell = tab.get_by_role("combobox", name="Customers behind one cell")
+    cell.click()
+    tab.get_by_role("option", name=re.compile(r"^new · new → ")).first.click()
+    wait_until_idle(tab)
+    with tab.expect_download(timeout=JOB_TIMEOUT_MS) as download:
+        tab.get_by_role("button", name="Download these customers (CSV)").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert rows and {row["customer_id"] for row in rows} <= {"CUST901", "CUST902"}
     assert_no_exception(tab)
 
 

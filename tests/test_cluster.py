@@ -128,13 +128,23 @@ def assert_same_segmentation(result: Path, reference: Path) -> None:
         assert got["metrics"][name] == pytest.approx(want["metrics"][name], rel=1e-6), name
     assert got["metrics"]["fitted_on"] == want["metrics"]["fitted_on"]
 
-    def assignments(out_dir: Path) -> pd.DataFrame:
-        table = pd.read_csv(out_dir / "customers.csv", dtype=str, keep_default_na=False)
-        table = table[["CustomerID", "segment", "segment_name"]]
-        return table.sort_values("CustomerID").reset_index(drop=True)
-
     pd.testing.assert_frame_equal(assignments(result), assignments(reference))
     assert len(assignments(result)) == got["rows_out"]
+
+
+def assignments(out_dir: Path) -> pd.DataFrame:
+    """Each customer's segment and name, by customer id."""
+    table = pd.read_csv(out_dir / "customers.csv", dtype=str, keep_default_na=False)
+    table = table[["CustomerID", "segment", "segment_name"]]
+    return table.sort_values("CustomerID").reset_index(drop=True)
+
+
+def assert_scored_like_the_model(scored: Path, model: Path, master: str) -> None:
+    """Customers assigned to a saved segmentation on a cluster or over Connect get the segment
+    and name the local run gave them, and the results name the model."""
+    assert manifest(scored)["versions"]["master"] == master
+    assert manifest(scored)["model_source"]["folder"] == str(model)
+    pd.testing.assert_frame_equal(assignments(scored), assignments(model))
 
 
 def segmentation_cli(*args: str) -> list[str]:
@@ -156,6 +166,19 @@ def finished_job(run: cluster.Run, cwd: Path) -> Path:
 def standalone_env(standalone: cluster.Standalone) -> dict[str, str]:
     conf = "; ".join(f"{key}={value}" for key, value in cluster.APP_CONF.items())
     return cluster.base_env(SPARK_MASTER=standalone.url, SPARK_CONF=conf)
+
+
+def score_cli(model: Path, input_path: Path, out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "segmentation",
+        "score",
+        str(model),
+        str(input_path),
+        "--out",
+        str(out),
+    ]
 
 
 def test_connect_server_runs_on_the_standalone_cluster(standalone, connect_clients):
@@ -227,3 +250,31 @@ def test_app_job_on_connect_matches_local(connect, connect_clients, customers, l
     out = finished_job(run, customers.parent)
     assert manifest(out)["versions"]["master"] == url
     assert_same_segmentation(out, local_result)
+
+
+def test_score_on_standalone_matches_the_local_model(standalone, customers, local_result, tmp_path):
+    out = tmp_path / "scored"
+    run = cluster.run_client(
+        score_cli(local_result, customers, out),
+        ROOT,
+        standalone_env(standalone),
+        tmp_path / "s.out",
+    )
+    assert run.returncode == 0, f"{run.describe()}\n{standalone.describe()}"
+    assert_scored_like_the_model(out, local_result, standalone.url)
+
+
+def test_score_on_connect_matches_the_local_model(
+    connect, connect_clients, customers, local_result, tmp_path
+):
+    url, server = connect
+    connect_clients["command line"].finish()  # one client at a time beside the server's jobs
+    out = tmp_path / "scored"
+    run = cluster.run_client(
+        score_cli(local_result, customers, out),
+        ROOT,
+        cluster.base_env(SPARK_REMOTE=url),
+        tmp_path / "s.out",
+    )
+    assert run.returncode == 0, f"{run.describe()}\n{server.describe()}"
+    assert_scored_like_the_model(out, local_result, url)

@@ -39,9 +39,7 @@ def customers(folder, k: int | None = None) -> pd.DataFrame:
     return table.rename(columns={"segment_name": "name"})
 
 
-def test_assigning_the_training_customers_gives_each_its_segment_and_name(
-    spark, trained, tmp_path
-):
+def test_assigning_the_training_customers_gives_each_its_segment_and_name(spark, trained, tmp_path):
     path, run = trained
     scored = run_scoring(spark, run, str(path), tmp_path / "scored")
 
@@ -124,7 +122,9 @@ def test_other_units_are_flagged(spark, trained, tmp_path):
     cents = tmp_path / "cents.csv"
     table.to_csv(cents, index=False)
     scored = run_scoring(spark, run, str(cents), tmp_path / "scored")
-    assert any("median of 'Spend'" in n and "same units" in n for n in scored.manifest.repairs.notes)
+    assert any(
+        "median of 'Spend'" in n and "same units" in n for n in scored.manifest.repairs.notes
+    )
 
 
 def test_an_order_log_is_turned_into_customers_first(spark, tmp_path):
