@@ -4,7 +4,8 @@ Starts the app on a free port with a throw-away workspace (the same startup as t
 tests), uploads sample_data/sample_customers.csv, runs it and saves one full-page PNG per page
 at a 1366 px laptop width; then a sweep of k=2..10 of a real shop's order log (CDNOW, from the
 `lifetimes` package) on Results and Visualization, and a sweep of 100,000 synthetic customers
-shown on Results while its later k are still being measured:
+shown on Results while its later k are still being measured; then CDNOW's 1997 customers
+segmented, the log up to June 1998 assigned to that model and the two compared:
 
     python -m docs.take_screenshots [--out docs/screenshots]
 
@@ -38,7 +39,7 @@ from tests.browser import (
     wait_for_report,
     wait_until_idle,
 )
-from tests.helpers import cdnow_csv
+from tests.helpers import cdnow_csv, cdnow_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_BYTES = 400_000
@@ -70,7 +71,41 @@ def sweep(page: Page, file: Path) -> None:
     start_segmentation(page)
 
 
-def take(out: Path) -> None:
+def assignment_shots(page: Page, workspace: Path, out: Path) -> None:
+    """CDNOW's customers of 1997 segmented, the log up to June 1998 assigned to that model, and
+    Results comparing the two: who moved between the segments."""
+    lines = cdnow_lines()
+    first_year = workspace / "cdnow-1997.csv"
+    lines[lines["date"] <= "19971231"].to_csv(first_year, index=False)
+    later = workspace / "cdnow-1998-06.csv"
+    lines.to_csv(later, index=False)
+    nav(page, "Upload", "Upload customer data")
+    upload(page, first_year)
+    wait_for_report(page)
+    start_segmentation(page)
+    wait_for_done(page)
+
+    nav(page, "Upload", "Upload customer data")
+    upload(page, later)
+    wait_for_report(page)
+    page.get_by_role("button", name="Assign to an existing segmentation").click()
+    expect(page.get_by_text("The file has every column the segmentation needs.")).to_be_visible(
+        timeout=JOB_TIMEOUT_MS
+    )
+    wait_until_idle(page)
+    shot(page, out, "upload-assign.png")
+    page.get_by_role("button", name="Assign customers").click()
+    expect(page.get_by_text(f"{later.name}: done in")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    page.get_by_role("link", name="Open the results").click()
+    earlier = page.get_by_role("combobox", name="Earlier segmentation (before)")
+    earlier.click()
+    page.get_by_role("option", name=re.compile(re.escape(first_year.name))).click()
+    expect(page.get_by_text(re.compile(r"are now"))).to_have_count(5, timeout=JOB_TIMEOUT_MS)
+    wait_until_idle(page)
+    shot(page, out, "results-compare.png")
+
+
+def take(out: Path, only_assignment: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(prefix="screenshots-") as workspace,
@@ -82,6 +117,9 @@ def take(out: Path) -> None:
 
         # Enter through the front door: the first page a new server serves decides its routing.
         open_page(page, server, "", "Customer Segmentation Dashboard")
+        if only_assignment:
+            assignment_shots(page, Path(workspace), out)
+            return
         nav(page, "Upload", "Upload customer data")
         upload(page, SAMPLE_CUSTOMERS)
         wait_for_report(page)
@@ -129,13 +167,18 @@ def take(out: Path) -> None:
         opener.click()
         expect(page.get_by_text(re.compile("still being measured"))).to_be_visible()
         shot(page, out, "results-streaming.png")
+        assignment_shots(page, Path(workspace), out)
         browser.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
-    take(parser.parse_args().out)
+    parser.add_argument(
+        "--only-assignment", action="store_true", help="only the assignment and comparison shots"
+    )
+    args = parser.parse_args()
+    take(args.out, args.only_assignment)
 
 
 if __name__ == "__main__":

@@ -168,17 +168,9 @@ def standalone_env(standalone: cluster.Standalone) -> dict[str, str]:
     return cluster.base_env(SPARK_MASTER=standalone.url, SPARK_CONF=conf)
 
 
-def score_cli(model: Path, input_path: Path, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "segmentation",
-        "score",
-        str(model),
-        str(input_path),
-        "--out",
-        str(out),
-    ]
+def command_line(*args: object) -> list[str]:
+    """`python -m segmentation` with these arguments."""
+    return [sys.executable, "-m", "segmentation", *map(str, args)]
 
 
 def test_connect_server_runs_on_the_standalone_cluster(standalone, connect_clients):
@@ -252,29 +244,47 @@ def test_app_job_on_connect_matches_local(connect, connect_clients, customers, l
     assert_same_segmentation(out, local_result)
 
 
-def test_score_on_standalone_matches_the_local_model(standalone, customers, local_result, tmp_path):
-    out = tmp_path / "scored"
+def assert_nobody_moved(comparison: Path, customers: int) -> None:
+    """The comparison of a model with its own customers assigned to it: every customer stays."""
+    kinds = {"from_segment": str, "to_segment": str}
+    migration = pd.read_csv(comparison / "migration.csv", dtype=kinds)
+    assert (migration["from_segment"] == migration["to_segment"]).all()
+    assert migration["customers"].sum() == customers
+    assert pd.read_csv(comparison / "movers.csv").empty
+
+
+def test_score_and_compare_on_standalone_match_the_local_model(
+    standalone, customers, local_result, tmp_path
+):
+    out, env = tmp_path / "scored", standalone_env(standalone)
     run = cluster.run_client(
-        score_cli(local_result, customers, out),
-        ROOT,
-        standalone_env(standalone),
-        tmp_path / "s.out",
+        command_line("score", local_result, customers, "--out", out), ROOT, env, tmp_path / "s.out"
     )
     assert run.returncode == 0, f"{run.describe()}\n{standalone.describe()}"
     assert_scored_like_the_model(out, local_result, standalone.url)
 
+    cmp = tmp_path / "cmp"
+    run = cluster.run_client(
+        command_line("compare", local_result, out, "--out", cmp), ROOT, env, tmp_path / "c.out"
+    )
+    assert run.returncode == 0, f"{run.describe()}\n{standalone.describe()}"
+    assert_nobody_moved(cmp, manifest(local_result)["rows_out"])
 
-def test_score_on_connect_matches_the_local_model(
+
+def test_score_and_compare_on_connect_match_the_local_model(
     connect, connect_clients, customers, local_result, tmp_path
 ):
     url, server = connect
     connect_clients["command line"].finish()  # one client at a time beside the server's jobs
-    out = tmp_path / "scored"
+    out, cmp, env = tmp_path / "scored", tmp_path / "cmp", cluster.base_env(SPARK_REMOTE=url)
     run = cluster.run_client(
-        score_cli(local_result, customers, out),
-        ROOT,
-        cluster.base_env(SPARK_REMOTE=url),
-        tmp_path / "s.out",
+        command_line("score", local_result, customers, "--out", out), ROOT, env, tmp_path / "s.out"
     )
     assert run.returncode == 0, f"{run.describe()}\n{server.describe()}"
     assert_scored_like_the_model(out, local_result, url)
+
+    run = cluster.run_client(
+        command_line("compare", local_result, out, "--out", cmp), ROOT, env, tmp_path / "c.out"
+    )
+    assert run.returncode == 0, f"{run.describe()}\n{server.describe()}"
+    assert_nobody_moved(cmp, manifest(local_result)["rows_out"])
