@@ -88,7 +88,7 @@ def assignment_shots(page: Page, workspace: Path, out: Path) -> None:
     nav(page, "Upload", "Upload customer data")
     upload(page, later)
     wait_for_report(page)
-    page.get_by_role("button", name="Assign to an existing segmentation").click()
+    page.get_by_role("radio", name="Assign to an existing segmentation").click()
     expect(page.get_by_text("The file has every column the segmentation needs.")).to_be_visible(
         timeout=JOB_TIMEOUT_MS
     )

@@ -310,7 +310,7 @@ def test_a_new_file_is_assigned_to_a_saved_segmentation_and_compared(
     open_page(tab, server, "upload", "Upload customer data")
     upload(tab, next_month(tmp_path))
     wait_for_report(tab)
-    tab.get_by_role("button", name="Assign to an existing segmentation").click()
+    tab.get_by_role("radio", name="Assign to an existing segmentation").click()
     picker = tab.get_by_role("combobox", name="Segmentation")
     picker.click()
     tab.get_by_role("option", name=re.compile(re.escape(marker))).click()
@@ -353,6 +353,7 @@ def test_a_new_file_is_assigned_to_a_saved_segmentation_and_compared(
 
     cell = tab.get_by_role("combobox", name="Customers behind one cell")
     cell.click()
+    tab.keyboard.type("new · new")  # the list is long: filter it, as an analyst would
     tab.get_by_role("option", name=re.compile(r"^new · new → ")).first.click()
     wait_until_idle(tab)
     with tab.expect_download(timeout=JOB_TIMEOUT_MS) as download:
