@@ -25,7 +25,7 @@ from segmentation.access import (
     owner_for,
 )
 from segmentation.comparison import Comparison, compare
-from segmentation.errors import EngineError, SegmentationError
+from segmentation.errors import EngineError, InputError, SegmentationError
 from segmentation.job_runner import JobRunner, run_pipeline_job
 from segmentation.job_store import JobStore
 from segmentation.jobs import Job, JobState, ModelRef, workspace_dir
@@ -256,10 +256,11 @@ def saved_k(job: Job) -> int:
     sweep = sweep_of(results_folder(job))
     if sweep is None:
         return int(job.params.get("k", 0))
+    default = job.chosen_k or sweep.suggested_k
     return st.selectbox(
         "Number of segments (k)",
         sweep.ks,
-        index=sweep.ks.index(sweep.suggested_k) if sweep.suggested_k in sweep.ks else 0,
+        index=sweep.ks.index(default) if default in sweep.ks else 0,
         help="A sweep fitted every k; its customers are placed in the segments of this one.",
         key=f"assign-k-{job.id}",
     )
@@ -277,7 +278,7 @@ def assignment_problem(path: str, folder: str, options: LoadOptions) -> str | No
     try:
         with engine_errors():
             check_input(services().engine.session(), path, load_model(folder), options)
-    except SegmentationError as error:
+    except InputError as error:  # engine trouble is not cached as the file's fault
         return str(error)
     return None
 
@@ -287,6 +288,7 @@ def start_assignment(
 ) -> Job:
     """Queue a job placing a file's customers in the saved segments of `job` (k of a sweep)."""
     folder = model_folder(job, k)
+    keep_names_in_folder(results_of(job, k))
     saved = load_model(folder).manifest.params
     params = replace(
         saved,
@@ -319,8 +321,25 @@ def _comparison(before: str, after: str, names: tuple[float | None, ...]) -> Com
         return compare(services().engine.session(), Path(before), Path(after))
 
 
+def keep_names_in_folder(results: Results) -> None:
+    """Names given before the results folder kept them (only the job history had them) are
+    written there, where assignments and comparisons read them."""
+    if results.renamed and names_changed(results.out_dir) is None:
+        save_segment_names(results.out_dir, results.renamed)
+
+
+def compared_k(job: Job, earlier: Job) -> int | None:
+    """Which k of an earlier sweep to compare with: the one this assignment used when it is the
+    model, else the k the analyst chose there (None: its suggestion)."""
+    if job.model and job.model.job_id == earlier.id:
+        return job.model.k
+    return earlier.chosen_k
+
+
 def comparison(before: Results, after: Results) -> Comparison:
     """Where `before`'s customers are in `after` (computed again once a segment is renamed)."""
+    for results in (before, after):
+        keep_names_in_folder(results)
     names = tuple(names_changed(r.out_dir) for r in (before, after))
     return _comparison(str(before.out_dir), str(after.out_dir), names)
 
@@ -348,7 +367,7 @@ def pick_job(key: str) -> Job | None:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _results(result_dir: str) -> Results:
+def _results(result_dir: str, renamed: float | None) -> Results:
     return load_results(result_dir)
 
 
@@ -424,7 +443,7 @@ def results_of(job: Job, k: int | None = None) -> Results:
         folder = results_folder(job)
     else:
         folder = str(sweep.folder(k or sweep.suggested_k or sweep.ks[0]))
-    results = _results(folder)
+    results = _results(folder, names_changed(Path(folder)))
     stored = services().store.get(job.id)
     assert stored is not None  # the job was just picked from the store's list
     names = stored.segment_names.get(results.k, {})

@@ -4,6 +4,7 @@ import streamlit as st
 
 import ui
 from segmentation import charts
+from segmentation.errors import SegmentationError
 from segmentation.manifest import to_json
 
 st.title("Segmentation results")
@@ -120,9 +121,15 @@ earlier = st.selectbox(
     format_func=ui.job_label,
     placeholder="Choose a segmentation to compare with",
     key="compare-with",
+    disabled=not results.customers_ready,
+    help=None if results.customers_ready else "Once every k is measured.",
 )
 if earlier is not None:
-    comparison = ui.comparison(ui.results_of(earlier), results)
+    try:
+        comparison = ui.comparison(ui.results_of(earlier, ui.compared_k(job, earlier)), results)
+    except SegmentationError as error:
+        st.error(ui.plain(str(error)), icon=":material/error:")
+        st.stop()
     counts = st.columns(4)
     counts[0].metric("Same segment", f"{comparison.same_customers:,}")
     counts[1].metric("Moved", f"{comparison.moved_customers:,}")
@@ -134,10 +141,9 @@ if earlier is not None:
         charts.migration_heatmap(comparison.migration), theme=None, width="stretch"
     )
     flow.plotly_chart(charts.migration_sankey(comparison.migration), theme=None, width="stretch")
-    cells = comparison.migration
     cell = st.selectbox(
         "Customers behind one cell",
-        list(cells.itertuples(index=False)),
+        list(comparison.migration.itertuples(index=False)),
         format_func=lambda c: (
             f"{c.from_segment} · {c.from_name} → {c.to_segment} · {c.to_name} ({c.customers:,})"
         ),

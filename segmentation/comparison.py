@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from segmentation.charts import segment_label
 from segmentation.errors import InputError
 from segmentation.fitting import segment_columns
-from segmentation.reading import read_table
+from segmentation.reading import customer_id_expr, number_expr, read_table
 from segmentation.results import (
     FORMULA_START,
     Results,
@@ -155,12 +155,15 @@ def compare(spark: SparkSession, before: Path, after: Path) -> Comparison:
     """
     first, second = _read_run(spark, Path(before)), _read_run(spark, Path(after))
     customers = _joined(first, second)
+    migration = _migration(customers, first, second)
+    if migration.empty:
+        raise InputError("Neither segmentation has a customer with an id to match.")
     return Comparison(
         before=first.label,
         after=second.label,
         before_folder=first.folder,
         after_folder=second.folder,
-        migration=_migration(customers, first, second),
+        migration=migration,
         customers=customers,
     )
 
@@ -208,9 +211,10 @@ def _read_run(spark: SparkSession, folder: Path) -> _Run:
     table = read_table(spark, str(folder / results.manifest.files.customers)).df
     spend = mapping.get("spend")
     customers = table.select(
-        F.trim(F.col(f"`{mapping['customer_id']}`")).alias("customer_id"),
+        # As runs read them: '17850.0' is customer 17850, '$1,550.00' is 1550.
+        customer_id_expr(table, mapping["customer_id"]).alias("customer_id"),
         F.trim(F.col(f"`{columns['segment']}`")).alias("segment"),
-        (F.col(f"`{spend}`") if spend else F.lit(None)).cast("double").alias("spend"),
+        (number_expr(table, spend) if spend else F.lit(None)).cast("double").alias("spend"),
     ).where(F.length("customer_id") > 0)
     _refuse_repeated_ids(customers, label)
     segments = results.segments

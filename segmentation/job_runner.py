@@ -254,7 +254,7 @@ class JobRunner:
 
 
 def run_pipeline_job(store: JobStore, spark_provider: Callable[[], Any]) -> WorkFn:
-    """The work function the app hands to its JobRunner: one segmentation run per job."""
+    """The work function the app hands to its JobRunner: per job a segmentation, a k sweep, or an assignment to a saved segmentation."""
 
     def work(job: Job, progress: ProgressFn) -> JobOutcome:
         params = SegmentationParams.from_dict(job.params)

@@ -12,14 +12,16 @@ import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dacite
 
+from segmentation.errors import InputError
 from segmentation.order_report import TransactionReport
 from segmentation.params import SegmentationParams
 
 MANIFEST = "manifest.json"
+T = TypeVar("T")
 FORMAT_VERSION = 1
 
 
@@ -80,9 +82,9 @@ class Quality:
     davies_bouldin: float | None
     k_requested: int
     segments_found: int
-    fitted_on: int
-    fit_kind: str
     sizes: dict[int, int] = field(default_factory=dict)  # segment number -> customers
+    fitted_on: int | None = None  # None in results written before centres came from a sample
+    fit_kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,9 +148,9 @@ class Manifest(RunBasics):
     """One segmentation: a single run, or one k of a sweep (`sweep_k`)."""
 
     metrics: Quality
-    model: Model
     segments: list[SegmentSummary]
     files: Files
+    model: Model | None = None  # None in results written before the model was kept
     rfm: dict[str, Any] | None = None  # RFM cut points and rule, when the run scored customers
     sweep_k: int | None = None
     customer_columns: dict[str, str] | None = None  # in a sweep: segment columns of this k
@@ -217,9 +219,19 @@ _CONFIG = dacite.Config(
 )
 
 
+def _typed(kind: type[T], folder: Path, data: dict[str, Any]) -> T:
+    try:
+        return dacite.from_dict(kind, data, _CONFIG)
+    except dacite.DaciteError as error:
+        raise InputError(
+            f"The results in {folder} were written by another version of the app and cannot "
+            f"be read ({error}); run the segmentation again."
+        ) from error
+
+
 def read_manifest(folder: Path) -> Manifest:
     """The manifest of one segmentation's results folder."""
-    return dacite.from_dict(Manifest, json.loads((folder / MANIFEST).read_text()), _CONFIG)
+    return _typed(Manifest, folder, json.loads((folder / MANIFEST).read_text()))
 
 
 def read_sweep_manifest(folder: Path) -> SweepManifest | None:
@@ -227,4 +239,4 @@ def read_sweep_manifest(folder: Path) -> SweepManifest | None:
     data = json.loads((folder / MANIFEST).read_text())
     if data.get("kind") != "sweep":
         return None
-    return dacite.from_dict(SweepManifest, data, _CONFIG)
+    return _typed(SweepManifest, folder, data)

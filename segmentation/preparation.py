@@ -1,7 +1,8 @@
-"""What the analyst asks for and the table every k is fitted on: load, validate, clean, scale.
+"""The table every k is fitted on: load, validate, clean, scale (and the pieces an assignment to
+a saved segmentation reuses with the saved figures).
 
-Each stage of a run reports progress through a callback `(stage, fraction, message)`; the
-fraction is the whole run's progress from 0 to 1. The input is read once: the pass that checks
+Each stage of a run reports progress through a callback `(stage, fraction, message, timings)`;
+the fraction is the whole run's progress from 0 to 1, the timings the finished stages' seconds. The input is read once: the pass that checks
 it also fills the cache, and every later step works on the cached, prepared table.
 """
 

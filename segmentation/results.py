@@ -1,7 +1,8 @@
 """The results directory of a run: written atomically, read back by the app and the command line.
 
-Layout: customers.csv, segments.csv, categorical_mix.csv, chart_sample.parquet and
-manifest.json. Files are written into a hidden sibling folder and moved
+Layout: customers.csv, segments.csv, categorical_mix.csv, chart_sample.parquet, manifest.json,
+rfm_overlap.csv (with Recency, Frequency and Spend) and, once the analyst renames segments,
+segment_names.json. Files are written into a hidden sibling folder and moved
 into place at the end, so a half-written result is never mistaken for a finished one.
 """
 

@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from segmentation.errors import InputError
 from segmentation.fitting import describe, draw_sample, measure
 from segmentation.loading import LoadOptions, load_customer_table
-from segmentation.manifest import Manifest, ModelSource, Repairs
+from segmentation.manifest import Manifest, Model, ModelSource, Repairs
 from segmentation.pipeline import SegmentationResult
 from segmentation.preparation import (
     PreparedData,
@@ -36,7 +36,12 @@ from segmentation.reading import Table
 from segmentation.results import load_results, load_sweep, write_results
 from segmentation.rfm import RfmScores
 from segmentation.spark_engine import unpersist
-from segmentation.validation import ValidationReport, validate
+from segmentation.validation import (
+    NOTHING_TO_SEGMENT,
+    ValidationReport,
+    feature_problem,
+    validate,
+)
 
 # A feature whose median moved this many times away from the model's was probably measured in
 # other units (cents for euros, days for months).
@@ -49,6 +54,7 @@ class SavedSegmentation:
 
     folder: Path
     manifest: Manifest
+    model: Model
     segments: list[tuple[int, str]]  # (number, name) per centre, in the centres' order
 
     @property
@@ -58,7 +64,7 @@ class SavedSegmentation:
     @property
     def centres(self) -> np.ndarray:
         """The standardized centres, one row per segment, in the order of `segments`."""
-        centres = self.manifest.model.centres
+        centres = self.model.centres
         return np.array([centres[str(number)] for number, _ in self.segments], dtype=float)
 
     @property
@@ -86,11 +92,19 @@ def load_model(results_dir: str | Path, k: int | None = None) -> SavedSegmentati
             )
         folder = sweep.folder(chosen)
     results = load_results(folder)
+    manifest = results.manifest
     if k and results.k != k:
         raise InputError(f"{folder} is a segmentation with k={results.k}, not k={k}.")
-    numbers = [int(n) for n in results.manifest.model.centres]
+    if manifest.model_source:
+        raise InputError(
+            f"{folder} holds customers assigned to another segmentation; assign to that one: "
+            f"{manifest.model_source.folder}."
+        )
+    if manifest.model is None:
+        raise InputError(f"{folder} was made before segmentations kept their model; run it again.")
+    numbers = [int(n) for n in manifest.model.centres]
     names = dict(zip(results.segments["segment"], results.segments["name"], strict=True))
-    return SavedSegmentation(folder, results.manifest, [(n, names[n]) for n in numbers])
+    return SavedSegmentation(folder, manifest, manifest.model, [(n, names[n]) for n in numbers])
 
 
 def _check_columns(columns: list[str], model: Manifest) -> None:
@@ -107,7 +121,7 @@ def _check_columns(columns: list[str], model: Manifest) -> None:
         )
 
 
-def _check_numbers(report: ValidationReport, model: Manifest) -> None:
+def _check_numbers(report: ValidationReport, model: Manifest, saved: Model) -> None:
     """Stop a feature that held numbers when the model was made and holds text now."""
     for feature in model.features:
         profile = report.profiles[feature]
@@ -115,17 +129,17 @@ def _check_numbers(report: ValidationReport, model: Manifest) -> None:
             examples = ", ".join(f"'{v}'" for v in profile.bad_examples[:3])
             raise InputError(
                 f"'{feature}' held numbers when this segmentation was made (median "
-                f"{model.model.features[feature].fill:,.2f}); here it holds text"
+                f"{saved.features[feature].fill or 0:,.2f}); here it holds text"
                 + (f" (e.g. {examples})" if examples else "")
                 + ". The segmentation expects numbers in the same units.",
             )
 
 
-def _unit_notes(report: ValidationReport, model: Manifest) -> list[str]:
+def _unit_notes(report: ValidationReport, saved: Model) -> list[str]:
     """Warn when a feature's typical value moved by an order of magnitude or more."""
     notes = []
-    for feature in model.features:
-        before, now = model.model.features[feature].fill, report.profiles[feature].median
+    for feature, treatment in saved.features.items():
+        before, now = treatment.fill, report.profiles[feature].median
         if before and now and max(now / before, before / now) >= UNITS_RATIO:
             notes.append(
                 f"The median of '{feature}' is {now:,.2f} here and was {before:,.2f} when the "
@@ -134,10 +148,26 @@ def _unit_notes(report: ValidationReport, model: Manifest) -> list[str]:
     return notes
 
 
-def _validated(table: Table, model: Manifest, numbers: dict[str, str]) -> ValidationReport:
+def _validated(
+    table: Table, model: Manifest, saved: Model, numbers: dict[str, str]
+) -> ValidationReport:
+    """The file checked for what the model needs. Only the roles whose column is here are
+    passed on (a customer id or Age the model does not place by may be missing). A feature
+    that does not vary here, or has no values (every customer gets the saved fill), is kept:
+    the saved model places customers by every one of its features as they are."""
     _check_columns(table.columns, model)
-    report = validate(table, 1, model.features, model.input.mapping, numbers)
-    _check_numbers(report, model)
+    roles = {
+        role: column for role, column in model.input.mapping.items() if column in table.columns
+    }
+    report = validate(table, 1, model.features, roles, numbers)
+    if not report.rows:
+        report.raise_for_errors()  # an empty file: nothing to place
+    _check_numbers(report, model, saved)
+    waived = [feature_problem(report.profiles[f], report.rows, None, []) for f in model.features]
+    report.problems = [
+        p for p in report.problems if p not in waived and p.message != NOTHING_TO_SEGMENT
+    ]
+    report.features = list(model.features)
     report.raise_for_errors()
     return report
 
@@ -148,35 +178,40 @@ def check_input(
     """What the Upload page asks before an assignment starts: can this file be placed in the
     model (the columns it needs, as numbers)? Raises InputError when not."""
     table, _ = load_customer_table(spark, source, options)
-    return _validated(table, model.manifest, {})
+    return _validated(table, model.manifest, model.model, {})
 
 
 def prepare_for_model(
-    spark: SparkSession, source: str, model: Manifest, options: LoadOptions, tracker: Progress
+    spark: SparkSession,
+    source: str,
+    saved: SavedSegmentation,
+    options: LoadOptions,
+    tracker: Progress,
 ) -> PreparedData:
     """Loading to scaling with the saved fills, fences, transforms and scaler, never ones
     measured on this file, so each customer gets the inputs the saved run would have given it.
     No customer is removed: under the 'remove' policy an outlier is placed like any other."""
+    model = saved.manifest
     params = replace(
         model.params,
         features=tuple(model.features),
-        column_mapping=model.input.mapping,
+        column_mapping={},  # the roles are checked against this file in _validated
         input_kind=options.input_kind,
         date_format=options.date_format,
         reference_date=options.reference_date,
         attributes=options.attributes,
     )
-    saved = model.model.features
+    treatments = saved.model.features
     cached: list[DataFrame] = []
     try:
         with tracker.stage("loading", "Reading the file"):
             table, origin, chosen, cached = load_input(spark, source, params, tracker)
         with tracker.stage("validating", "Checking the columns the segmentation needs"):
-            report = _validated(table, model, {c: number_column(c) for c in chosen})
+            report = _validated(table, model, saved.model, {c: number_column(c) for c in chosen})
         with tracker.stage("preprocessing", "Filling and treating values as the saved run did"):
             plans = {
                 f: Treatment(s.fill or 0.0, (s.fences[0], s.fences[1]) if s.fences else None, s.log)
-                for f, s in saved.items()
+                for f, s in treatments.items()
             }
             prepared, value_cols, inputs = apply_treatment(
                 table, plans, model.repairs.outlier_policy, remove=False
@@ -186,7 +221,7 @@ def prepare_for_model(
             counts = measure_inputs(prepared, fenced, inputs, 1)
         with tracker.stage("scaling", "Standardizing with the saved means and deviations"):
             scaled, model_cols = standardize(
-                prepared, inputs, [(s.mean, s.std) for s in saved.values()]
+                prepared, inputs, [(s.mean, s.std) for s in treatments.values()]
             )
     except BaseException:
         unpersist(cached)
@@ -202,7 +237,7 @@ def prepare_for_model(
         outlier_policy=model.repairs.outlier_policy,
         rows_removed=0,
         log_transformed=[f for f, plan in plans.items() if plan.log],
-        notes=(origin.messages() if origin else []) + _unit_notes(report, model),
+        notes=(origin.messages() if origin else []) + _unit_notes(report, saved.model),
     )
     return PreparedData(
         source,
@@ -213,7 +248,7 @@ def prepare_for_model(
         value_cols,
         counts["rows"],
         repairs,
-        dict(saved),
+        dict(treatments),
         cached,
         origin,
         RfmScores(rfm_values, cuts) if cuts else None,
@@ -238,7 +273,7 @@ def run_scoring(
     model = load_model(model_dir, k)
     tracker = Progress(progress)
     options = options or model.manifest.params.load_options
-    data = prepare_for_model(spark, source, model.manifest, options, tracker)
+    data = prepare_for_model(spark, source, model, options, tracker)
     params = replace(model.manifest.params, k=model.k, k_range=None, stability_seeds=0)
     try:
         with tracker.stage("clustering", f"Placing customers in the {model.k} saved segments"):
@@ -249,6 +284,12 @@ def run_scoring(
         with tracker.stage("profiling", "Describing the segments of these customers"):
             seg = describe(
                 data, centres, [model.k], measured, profiled, params.seed, model.segments
+            )
+            seg[model.k].quality = replace(
+                seg[model.k].quality,
+                fitted_on=None,
+                fit_kind=f"the saved centres of {model.folder} (k={model.k}), not refitted; every "
+                "customer is assigned and every figure is computed over all of them",
             )
         with tracker.stage("saving", "Writing the results"):
             manifest = write_results(

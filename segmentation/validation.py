@@ -506,6 +506,11 @@ def constant_column_problem(profile: ColumnProfile) -> Problem:
     )
 
 
+NOTHING_TO_SEGMENT = (
+    "No feature varies between customers; there is nothing to segment on. Choose other columns."
+)
+
+
 def nothing_to_segment_problems(
     chosen: Sequence[str], usable: Sequence[str], problems: Sequence[Problem]
 ) -> list[Problem]:
@@ -516,13 +521,7 @@ def nothing_to_segment_problems(
         and not usable
         and not any(p.level == "error" and p.column in chosen for p in problems)
     ):
-        return [
-            Problem(
-                "error",
-                "No feature varies between customers; there is nothing "
-                "to segment on. Choose other columns.",
-            )
-        ]
+        return [Problem("error", NOTHING_TO_SEGMENT)]
     if not chosen and not problems:
         return [Problem("error", "No numeric feature was chosen.")]
     return []

@@ -170,3 +170,48 @@ def test_an_assignment_job_runs_and_names_its_model(spark, trained, tmp_path):
     assert results.manifest.model_source is not None
     assert results.manifest.model_source.folder == str(run)
     assert "Our VIPs" in list(results.segments["name"])
+
+
+def test_a_file_without_the_id_and_with_a_constant_feature_is_still_placed(
+    spark, trained, tmp_path
+):
+    """The model needs its features, not the training file's other roles; a feature that does
+    not vary in the new file is still one of the model's inputs."""
+    path, run = trained
+    table = pd.read_csv(path).rename(columns={"CustomerID": "client"}).head(200)
+    table["Frequency"] = 3
+    new = tmp_path / "constant.csv"
+    table.to_csv(new, index=False)
+    scored = run_scoring(spark, run, str(new), tmp_path / "scored")
+    placed = customers(scored.out_dir)
+    assert len(placed) == 200 and (placed["segment"] != "").all()
+    assert scored.manifest.features == ["Age", "Spend", "Recency", "Frequency"]
+    assert "saved centres" in scored.manifest.metrics.fit_kind
+
+
+def test_a_reformatted_export_is_placed_and_compared_by_id(spark, trained, tmp_path):
+    """Spend written as '$1,550.00' and ids as '1001.0': the same customers, the same segments,
+    and a comparison with the model in which nobody moved."""
+    from segmentation.comparison import compare
+
+    path, run = trained
+    table = pd.read_csv(path)
+    table["CustomerID"] = [f"{int(i[1:])}.0" for i in table["CustomerID"]]
+    table["Spend"] = [f"${v:,.2f}" if v == v else "" for v in table["Spend"]]
+    new = tmp_path / "export.csv"
+    table.to_csv(new, index=False)
+    fitted = customers(run).assign(CustomerID=lambda t: t["CustomerID"].str[1:].astype(int))
+    model = fitted.rename(columns={"CustomerID": "id"})
+    scored = run_scoring(spark, run, str(new), tmp_path / "scored")
+    placed = customers(scored.out_dir).assign(id=lambda t: t["CustomerID"].astype(float))
+    assert (placed["segment"].to_numpy() == model["segment"].to_numpy()).all()
+    assert (placed["id"].to_numpy() == model["id"].to_numpy()).all()
+
+    renumbered = tmp_path / "renumbered.csv"  # the model's customers under the new ids
+    pd.read_csv(path).assign(CustomerID=table["CustomerID"]).to_csv(renumbered, index=False)
+    again = run_scoring(spark, run, str(renumbered), tmp_path / "again")
+    moved = compare(spark, again.out_dir, scored.out_dir)
+    assert moved.moved_customers == moved.new_customers == moved.lost_customers == 0
+    assert moved.same_customers == 1500
+    both = moved.migration
+    assert (both["spend_before"] - both["spend_after"]).abs().max() < 0.01
