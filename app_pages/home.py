@@ -18,7 +18,9 @@ with left:
         "1. **Upload** a CSV or Parquet file with one row per customer "
         "(Age, Spend, Recency, Frequency; other columns are kept).\n"
         "2. **Check** the validation report, pick the features and the number of segments, start.\n"
-        "3. **Explore** the segments on the Results and Visualization pages and download them."
+        "3. **Explore** the segments on the Results and Visualization pages and download them.\n"
+        "4. **Next month**, assign the new export to the same segments (Upload → Assign to an "
+        "existing segmentation) and see who moved on Results → Compare with…"
     )
     if st.button("Try it with sample data", type="primary", icon=":material/play_arrow:"):
         ui.start_sample_job()
