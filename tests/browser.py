@@ -304,7 +304,7 @@ def jobs(workspace: Path) -> list[dict]:
 
 def choose_segmentation(page: Page, file_name: str) -> None:
     """On Results or Visualization, pick the newest finished job on `file_name` if not shown."""
-    picker = page.get_by_role("combobox", name="Segmentation")
+    picker = page.get_by_role("combobox", name="Segmentation", exact=True)
     chosen = re.compile(rf"^{re.escape(file_name)} ·")
     expect(picker).to_be_visible()
     if chosen.search(picker.input_value()):

@@ -311,7 +311,7 @@ def test_a_new_file_is_assigned_to_a_saved_segmentation_and_compared(
     upload(tab, next_month(tmp_path))
     wait_for_report(tab)
     tab.get_by_role("radio", name="Assign to an existing segmentation").click()
-    picker = tab.get_by_role("combobox", name="Segmentation")
+    picker = tab.get_by_role("combobox", name="Segmentation", exact=True)
     picker.click()
     tab.get_by_role("option", name=re.compile(re.escape(marker))).click()
     expect(tab.get_by_text("The file has every column the segmentation needs.")).to_be_visible(
@@ -335,6 +335,8 @@ def test_a_new_file_is_assigned_to_a_saved_segmentation_and_compared(
     earlier = tab.get_by_role("combobox", name="Earlier segmentation (before)")
     earlier.click()
     tab.get_by_role("option", name=re.compile(re.escape(marker))).click()
+    gone = tab.get_by_test_id("stMetricLabel").filter(has_text="Gone")
+    expect(gone).to_be_visible(timeout=JOB_TIMEOUT_MS)  # Spark matched the customers
     wait_until_idle(tab)
     counts = dict(
         zip(
@@ -457,7 +459,7 @@ def test_five_sessions_start_jobs_at_once_and_each_gets_its_own_results(tmp_path
                 expect(
                     tab.get_by_role("heading", name="Segmentation results", level=1)
                 ).to_be_visible()
-                expect(tab.get_by_role("combobox", name="Segmentation")).to_have_value(
+                expect(tab.get_by_role("combobox", name="Segmentation", exact=True)).to_have_value(
                     re.compile(rf"^{path.name} ·")
                 )
                 expect(tab.get_by_test_id("stMetricValue").first).to_have_text(

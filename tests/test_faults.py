@@ -180,7 +180,7 @@ def test_app_killed_mid_job_leaves_an_interrupted_job_that_retry_completes(tmp_p
 
                 open_page(tab, server, "results", "Segmentation results")
                 choose_segmentation(tab, name)
-                tab.get_by_role("combobox", name="Segmentation").click()
+                tab.get_by_role("combobox", name="Segmentation", exact=True).click()
                 expect(tab.get_by_role("option")).to_have_count(1)  # the retry's, nothing else
                 tab.keyboard.press("Escape")
                 customers = tab.get_by_test_id("stMetricValue").first
