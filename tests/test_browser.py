@@ -306,16 +306,14 @@ def download_text(tab: Page, button: str) -> str:
     """What a download button gives. A click that lands just as a rerun replaces the button
     finds its file gone (Streamlit logs "Deferred file ... not found") and downloads nothing;
     the button of the settled page is clicked once more."""
-    for attempt in range(2):
-        try:
-            with tab.expect_download(timeout=60_000) as download:
-                tab.get_by_role("button", name=button).click()
-            return Path(download.value.path()).read_text(encoding="utf-8")
-        except PlaywrightTimeoutError:
-            if attempt:
-                raise
-            wait_until_idle(tab)
-    raise AssertionError("unreachable")
+    try:
+        with tab.expect_download(timeout=60_000) as download:
+            tab.get_by_role("button", name=button).click()
+    except PlaywrightTimeoutError:
+        wait_until_idle(tab)
+        with tab.expect_download(timeout=60_000) as download:
+            tab.get_by_role("button", name=button).click()
+    return Path(download.value.path()).read_text(encoding="utf-8")
 
 
 def test_a_new_file_is_assigned_to_a_saved_segmentation_and_compared(
