@@ -43,8 +43,12 @@ cols[4].metric(
     ui.fmt(metrics.davies_bouldin),
     help="Average similarity of each segment to its closest one; lower is better.",
 )
-for note in manifest.repairs.notes:
-    st.info(ui.plain(note))
+repaired = manifest.repairs.sentences()
+if repaired:
+    st.info(
+        "**What the run repaired**\n\n" + "\n".join(f"- {ui.plain(line)}" for line in repaired),
+        icon=":material/build:",
+    )
 
 st.subheader("Segments")
 cards = st.columns(min(4, len(results.segments)))

@@ -10,7 +10,8 @@ from segmentation.errors import SegmentationError
 from segmentation.loading import INPUT_KINDS, LoadOptions
 from segmentation.locations import data_roots, resolve_location
 from segmentation.params import MAX_FEATURES, MAX_K, MIN_K, OUTLIER_POLICIES, SegmentationParams
-from segmentation.preparation import SKEWED, skewed_features
+from segmentation.preparation import skewed_features
+from segmentation.validation import FEW_NEGATIVES, SKEWED
 
 NO_COLUMN = "— none —"
 KIND_LABELS = {"auto": "Detect", "customers": "Customer table", "transactions": "Order log"}
@@ -186,14 +187,15 @@ with st.container(border=True):
         value=42,
         help="Same data, seed and k give the same segments.",
     )
-    skewed = skewed_features(base.profiles, features)
+    skewed = skewed_features(base.profiles, features, base.rows)
     log_features = st.multiselect(
-        "Log-transform (the model sees log(1 + value))",
+        "Log-transform (the model sees log(1 + value), or sign(x)·log(1 + |x|) with negatives)",
         features,
         default=skewed,
         help=f"Chosen for you: features with skewness above {SKEWED:g} and no negative values, "
-        "such as spend and order counts. The log keeps the best customers apart where capping "
-        "would give them one value; profiles always show real values.",
+        f"or negatives in at most {FEW_NEGATIVES:.0%} of customers (refunds: they stay below "
+        "zero), such as spend and order counts. The log keeps the best customers apart where "
+        "capping would give them one value; profiles always show real values.",
     )
 
 try:

@@ -136,8 +136,9 @@ def _add_model_options(run: argparse.ArgumentParser) -> None:
         type=_log_list,
         default=None,
         metavar="COLUMNS",
-        help="columns the model sees as log(1 + x): comma-separated, 'none', or 'auto' (default: "
-        "every feature with skewness above 1 and no negative values, which is not capped)",
+        help="columns the model sees as log(1 + x), or sign(x)·log(1 + |x|) when they hold negatives: "
+        "comma-separated, 'none', or 'auto' (default: every feature with skewness above 1 and "
+        "negatives in at most 5%% of values, which is not capped)",
     )
     run.add_argument(
         "--map",
@@ -248,7 +249,7 @@ def _print_result(result: SegmentationResult) -> int:
     m = result.manifest
     print(_metrics_line(m.metrics))
     print(_segment_table(result.segments))
-    for warning in m.warnings + m.repairs.notes:
+    for warning in m.warnings + m.repairs.sentences():
         print(f"note: {warning}")
     return 0
 

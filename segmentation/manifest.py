@@ -40,8 +40,41 @@ class InputFile:
 
 
 @dataclass(frozen=True)
+class Fill:
+    """One feature's missing (or unreadable) values, filled with one value (the median)."""
+
+    feature: str
+    customers: int
+    value: float
+
+
+@dataclass(frozen=True)
+class Fence:
+    """One feature's IQR fences in real units and the customers below and above them, who sit
+    at the cap (policy "cap") or were removed (policy "remove")."""
+
+    feature: str
+    low: float
+    high: float
+    below: int
+    above: int
+
+
+@dataclass(frozen=True)
+class LogTransform:
+    """A feature the model sees on a log scale, which one and why."""
+
+    feature: str
+    transform: str  # "log" or "signed-log" (see FeatureModel.transform)
+    skewness: float | None
+    negatives: int
+    chosen_by: str  # "automatic" (SKEWED, FEW_NEGATIVES), "analyst", or "model" (an assignment)
+
+
+@dataclass(frozen=True)
 class Repairs:
-    """What cleaning did to the customers, and the notes the analyst reads about it."""
+    """What cleaning did to the customers, and the notes the analyst reads about it. The lists
+    are the typed account of each repair (empty in results written before they were kept)."""
 
     filled_missing: dict[str, int]
     outliers: dict[str, int]
@@ -49,17 +82,100 @@ class Repairs:
     rows_removed: int
     log_transformed: list[str]
     notes: list[str]
+    fills: list[Fill] = field(default_factory=list)
+    fences: list[Fence] = field(default_factory=list)
+    transforms: list[LogTransform] = field(default_factory=list)
+
+    def sentences(self) -> list[str]:
+        """Every repair in one plain sentence, then the notes (an order log's dropped lines
+        among them): what Results and the command line say a run did."""
+        lines = [
+            f"Filled {_count(f.customers, 'missing value')} of '{f.feature}' with the median, "
+            f"{_number(f.value)}."
+            for f in self.fills
+        ]
+        lines += [_transform_sentence(t) for t in self.transforms]
+        outside = [f for f in self.fences if f.below or f.above]
+        lines += [_fence_sentence(f, self.outlier_policy) for f in outside]
+        if inside := [f"'{f.feature}'" for f in self.fences if f not in outside]:
+            lines.append(
+                f"No customer lies outside the IQR fences of {_listed(inside)}: none "
+                f"{'capped' if self.outlier_policy == 'cap' else 'removed'} there."
+            )
+        if self.rows_removed:
+            lines.append(
+                f"{_count(self.rows_removed, 'customer')} outside the IQR fences "
+                f"{'were' if self.rows_removed != 1 else 'was'} removed before the fit."
+            )
+        return lines + self.notes
+
+
+TRANSFORM_FORMULAS = {
+    "none": "the value",
+    "log": "log(1 + x)",
+    "signed-log": "sign(x)·log(1 + |x|)",
+}
+_CHOSEN = {
+    "automatic": "chosen automatically: skewness {skew} above 1",
+    "analyst": "chosen in the run's settings",
+    "model": "as the saved segmentation does",
+}
+
+
+def _transform_sentence(t: LogTransform) -> str:
+    skew = "n/a" if t.skewness is None else f"{t.skewness:.1f}"
+    why = _CHOSEN[t.chosen_by].format(skew=skew)
+    if t.transform == "signed-log":
+        why += f"; its {_count(t.negatives, 'negative value')} stay below zero"
+    return (
+        f"The model sees '{t.feature}' as {TRANSFORM_FORMULAS[t.transform]} ({why}), so its top "
+        "customers stay apart instead of sharing a cap; it is not capped."
+    )
+
+
+def _fence_sentence(f: Fence, policy: str) -> str:
+    fences = f"its IQR fences {_number(f.low)} and {_number(f.high)}"
+    if policy == "remove":
+        return (
+            f"'{f.feature}': {_count(f.below, 'customer')} below and {f.above:,} above {fences} "
+            "were removed."
+        )
+    return (
+        f"'{f.feature}' is capped for the model at {fences}: {_count(f.below, 'customer')} "
+        f"{'sit' if f.below != 1 else 'sits'} at the lower cap, {f.above:,} at the upper."
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'s' * (n != 1)}"
+
+
+def _listed(items: list[str]) -> str:
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
+
+
+def _number(value: float) -> str:
+    """A figure as the analyst reads it: thousands separated, at most two decimals."""
+    text = f"{value:,.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
 
 
 @dataclass(frozen=True)
 class FeatureModel:
-    """How one feature becomes a model input: fill, cap at the fences, log, standardize."""
+    """How one feature becomes a model input: fill, cap at the fences, transform, standardize."""
 
     fill: float | None
     fences: list[float] | None
-    log: bool
     mean: float
     std: float
+    # "none", "log" (log(1 + x), negatives as 0) or "signed-log" (sign(x)·log(1 + |x|), for a
+    # feature with negatives); older manifests say only `log: true/false` (see _upgraded)
+    transform: str = "none"
+
+    @property
+    def log(self) -> bool:
+        """Whether the model sees this feature on a log scale (plain or signed)."""
+        return self.transform != "none"
 
 
 @dataclass(frozen=True)
@@ -209,8 +325,17 @@ def to_json(manifest: RunBasics) -> str:
     return json.dumps(plain(manifest), indent=2)
 
 
+def _upgraded(feature: dict[str, Any]) -> dict[str, Any]:
+    """A feature's model as this version reads it: older manifests say `log: true/false`, which
+    meant log(1 + x)."""
+    if "transform" in feature:
+        return feature
+    return {**feature, "transform": "log" if feature.get("log") else "none"}
+
+
 _CONFIG = dacite.Config(
     type_hooks={
+        FeatureModel: _upgraded,
         SegmentationParams: SegmentationParams.from_dict,
         date: date.fromisoformat,
         dict[int, int]: lambda sizes: {int(k): int(v) for k, v in sizes.items()},

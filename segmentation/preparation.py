@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from segmentation.errors import InputError
 from segmentation.loading import load_customer_table
-from segmentation.manifest import FeatureModel, Repairs
+from segmentation.manifest import FeatureModel, Fence, Fill, LogTransform, Repairs
 from segmentation.order_log import TRANSACTION_FEATURES
 from segmentation.order_report import TransactionReport
 from segmentation.params import SegmentationParams
@@ -27,7 +27,13 @@ from segmentation.reading import Table, number_expr, quoted_column
 from segmentation.rfm import ROLES as RFM_ROLES
 from segmentation.rfm import RfmScores
 from segmentation.spark_engine import unpersist
-from segmentation.validation import ColumnProfile, ValidationReport, feature_columns, validate
+from segmentation.validation import (
+    ColumnProfile,
+    ValidationReport,
+    automatic_log,
+    feature_columns,
+    validate,
+)
 
 # stage, whole-run progress 0..1, what is happening, seconds of each finished stage
 ProgressCallback = Callable[[str, float, str, Mapping[str, float]], None]
@@ -44,9 +50,6 @@ STAGES = (
     "saving",
 )
 _WEIGHTS = dict(zip(STAGES, (0.03, 0.17, 0.15, 0.02, 0.05, 0.25, 0.13, 0.08, 0.12), strict=True))
-# Skewness above 1 is the usual mark of a highly skewed feature; spend and order counts of
-# real shops lie far above it (a public CD shop's log: 17.7 and 10.5).
-SKEWED = 1.0
 
 
 class Progress:
@@ -83,57 +86,75 @@ class Progress:
         self.timings[name] = round(time.perf_counter() - self._started, 3)
 
 
-def skewed_features(profiles: Mapping[str, ColumnProfile], features: Sequence[str]) -> list[str]:
+def skewed_features(
+    profiles: Mapping[str, ColumnProfile], features: Sequence[str], rows: int
+) -> list[str]:
     """The features a run log-transforms unless told otherwise: strongly skewed (skewness above
-    `SKEWED`) and never negative, like spend and order counts. Capping such a feature at the
-    IQR fence gives its best customers one value; log(1 + x) keeps them apart."""
-    return [
-        f
-        for f in features
-        if (profiles[f].skewness or 0) > SKEWED and (profiles[f].minimum or 0) >= 0
-    ]
+    `SKEWED`) with no or few negatives, like spend and order counts (see `automatic_log`).
+    Capping such a feature at the IQR fence gives its best customers one value; a log keeps
+    them apart."""
+    return [f for f in features if automatic_log(profiles[f], rows)]
 
 
-def _logged(report: ValidationReport, params: SegmentationParams) -> tuple[list[str], list[str]]:
-    """The features the model sees as log(1 + x), and what the analyst is told about them."""
+def _transforms(
+    report: ValidationReport, params: SegmentationParams
+) -> tuple[dict[str, LogTransform], list[str]]:
+    """The features the model sees on a log scale, and a note when none matched the choice.
+    A feature with negatives gets the signed log, so a refund stays below zero instead of
+    becoming 0."""
     if params.log_features is None:
-        logged = skewed_features(report.profiles, report.features)
+        logged = skewed_features(report.profiles, report.features, report.rows)
     else:
         wanted = {name.lower() for name in params.log_features}
         logged = [c for c in report.features if c.lower() in wanted]
         if params.log_features and not logged:
-            return [], ["No chosen feature matched the columns to log-transform."]
-    if not logged:
-        return [], []
-    skews = [
-        f"{c} (skewness {report.profiles[c].skewness:.1f})"
-        if report.profiles[c].skewness is not None
-        else c
-        for c in logged
-    ]
-    note = (
-        f"The model sees log(1 + value) of {' and '.join(skews)}, so customers at the top of "
-        "these features stay apart instead of sharing one capped value; they are not capped."
-    )
-    if params.log_features is None:
-        note += (
-            f" Chosen automatically (skewness above {SKEWED:g}, no negative values); "
-            "choose the features to log-transform to change it."
+            return {}, ["No chosen feature matched the columns to log-transform."]
+    profiles = report.profiles
+    return {
+        c: LogTransform(
+            feature=c,
+            transform="signed-log" if profiles[c].negatives else "log",
+            skewness=profiles[c].skewness,
+            negatives=profiles[c].negatives,
+            chosen_by="automatic" if params.log_features is None else "analyst",
         )
-    return logged, [note]
+        for c in logged
+    }, []
 
 
-def _fences(p: ColumnProfile, logged: bool) -> tuple[float, float, bool]:
-    """IQR fences in real units, judged on the scale the model sees (log(1 + x) for a logged
-    feature; the transform is monotone, so its quartiles are the quartiles' logs), and whether
-    there is any spread to judge by."""
-    quartiles = (_measured(p.q1, p.name), _measured(p.q3, p.name))
-    q1, q3 = (float(np.log1p(max(q, 0.0))) if logged else q for q in quartiles)
+def _signed_log(x: float) -> float:
+    return float(np.sign(x) * np.log1p(abs(x)))
+
+
+def _signed_exp(y: float) -> float:
+    return float(np.sign(y) * np.expm1(abs(y)))
+
+
+# Each transform as numpy on one figure, and back: fences are judged on the model's scale.
+_SCALES: dict[str, tuple[Callable[[float], float], Callable[[float], float]]] = {
+    "none": (float, float),
+    "log": (lambda q: float(np.log1p(max(q, 0.0))), lambda y: float(np.expm1(y))),
+    "signed-log": (_signed_log, _signed_exp),
+}
+
+
+def _fences(p: ColumnProfile, transform: str) -> tuple[float, float, bool]:
+    """IQR fences in real units, judged on the scale the model sees (the transforms are
+    monotone, so the quartiles of the transformed feature are the transformed quartiles), and
+    whether there is any spread to judge by."""
+    forward, back = _SCALES[transform]
+    q1, q3 = (forward(_measured(q, p.name)) for q in (p.q1, p.q3))
     iqr = q3 - q1
-    low, high = q1 - 1.5 * iqr, q3 + 1.5 * iqr
-    if logged:
-        low, high = float(np.expm1(low)), float(np.expm1(high))
-    return low, high, iqr > 0
+    return back(q1 - 1.5 * iqr), back(q3 + 1.5 * iqr), iqr > 0
+
+
+def model_scale(value: Column, transform: str) -> Column:
+    """A feature on the scale the model sees it (see FeatureModel.transform)."""
+    if transform == "log":
+        return F.log1p(F.greatest(value, F.lit(0.0)))
+    if transform == "signed-log":
+        return F.signum(value) * F.log1p(F.abs(value))
+    return value
 
 
 def _measured(value: float | None, column: str) -> float:
@@ -146,31 +167,32 @@ def _measured(value: float | None, column: str) -> float:
 @dataclass(frozen=True)
 class Treatment:
     """How one feature becomes a model input before scaling: the value a missing one gets,
-    the IQR fences (None when not treated) and whether the model sees log(1 + x)."""
+    the IQR fences (None when not treated) and the transform ("none", "log", "signed-log")."""
 
     fill: float
     fences: tuple[float, float] | None
-    log: bool
+    transform: str
 
 
 def _plan(
     report: ValidationReport, params: SegmentationParams
-) -> tuple[dict[str, Treatment], list[str], list[str]]:
+) -> tuple[dict[str, Treatment], dict[str, LogTransform], list[str]]:
     """Each feature's treatment from this data: the median fills, fences by the IQR rule.
 
     A log-transformed feature is not capped: the log already pulls its tail in, and capping
     would again make its top customers identical. Removal judges it on the log scale.
     """
-    logged, notes = _logged(report, params)
+    logged, notes = _transforms(report, params)
     plans = {}
     for column in report.features:
         p = report.profiles[column]
-        low, high, spread = _fences(p, column in logged)
+        transform = logged[column].transform if column in logged else "none"
+        low, high, spread = _fences(p, transform)
         treated = params.outliers == "remove" or (params.outliers == "cap" and column not in logged)
         if treated and not spread:
             notes.append(f"'{column}': most values are equal, so no outliers were treated.")
         fences = (low, high) if treated and spread else None
-        plans[column] = Treatment(float(_measured(p.median, column)), fences, column in logged)
+        plans[column] = Treatment(float(_measured(p.median, column)), fences, transform)
     return plans, logged, notes
 
 
@@ -179,7 +201,8 @@ def apply_treatment(
 ) -> tuple[DataFrame, list[str], list[str]]:
     """The treatment as expressions, not yet run: fill, flag (and cap or remove) outliers,
     log-transform. Feature values come parsed from the cached table (`__n<column>`), so no
-    text is parsed twice."""
+    text is parsed twice. Each fenced feature gets two flags, below (`__o<2j>`) and above
+    (`__o<2j+1>`) its fences, which `measure_inputs` counts."""
     df = table.df
     value_cols, model_cols, outlier_flags = [], [], []
     select = [quoted_column(c) for c in table.columns]
@@ -196,11 +219,11 @@ def apply_treatment(
         model_value = None
         if plan.fences:
             low, high = plan.fences
-            outlier_flags.append((value < low) | (value > high))
+            outlier_flags += [value < low, value > high]
             if policy == "cap":
                 model_value = F.least(F.greatest(F.col(f"__v{i}"), F.lit(low)), F.lit(high))
-        if plan.log:
-            model_value = F.log1p(F.greatest(F.col(f"__v{i}"), F.lit(0.0)))
+        if plan.transform != "none":
+            model_value = model_scale(F.col(f"__v{i}"), plan.transform)
         model_cols.append((f"__x{i}", model_value))
     prepared = df.select(*select, *[f.alias(f"__o{j}") for j, f in enumerate(outlier_flags)])
     if remove and outlier_flags:
@@ -316,12 +339,42 @@ def load_input(
     return table, origin, chosen, cached
 
 
-def measure_inputs(prepared: DataFrame, flagged: int, inputs: Sequence[str], min_k: int) -> Row:
-    """One pass: rows left, outliers treated, and each model input's mean and standard
-    deviation for the scaling."""
+def account(
+    report: ValidationReport,
+    plans: Mapping[str, Treatment],
+    counts: Row,
+    policy: str,
+    transforms: list[LogTransform],
+    notes: list[str],
+    rows_removed: int,
+) -> Repairs:
+    """The typed account of what a run (or an assignment) did to the customers, from the plans
+    and the counts of `measure_inputs`."""
+    missing = {c: report.profiles[c].missing + report.profiles[c].non_numeric for c in plans}
+    fenced = [(c, plan.fences) for c, plan in plans.items() if plan.fences]
+    fences = [
+        Fence(c, low, high, counts[f"o{2 * j}"], counts[f"o{2 * j + 1}"])
+        for j, (c, (low, high)) in enumerate(fenced)
+    ]
+    return Repairs(
+        filled_missing=missing,
+        outliers={f.feature: f.below + f.above for f in fences},
+        outlier_policy=policy,
+        rows_removed=rows_removed,
+        log_transformed=[t.feature for t in transforms],
+        notes=notes,
+        fills=[Fill(c, n, plans[c].fill) for c, n in missing.items() if n],
+        fences=fences,
+        transforms=transforms,
+    )
+
+
+def measure_inputs(prepared: DataFrame, fenced: int, inputs: Sequence[str], min_k: int) -> Row:
+    """One pass: rows left, customers below (`o<2j>`) and above (`o<2j+1>`) the fences of each
+    fenced feature, and each model input's mean and standard deviation for the scaling."""
     counts = prepared.agg(
         F.count(F.lit(1)).alias("rows"),
-        *[F.sum(F.col(f"__o{j}").cast("int")).alias(f"o{j}") for j in range(flagged)],
+        *[F.sum(F.col(f"__o{j}").cast("int")).alias(f"o{j}") for j in range(2 * fenced)],
         *[F.avg(c).alias(f"mean{i}") for i, c in enumerate(inputs)],
         *[F.stddev_samp(c).alias(f"std{i}") for i, c in enumerate(inputs)],
     ).collect()[0]
@@ -350,7 +403,7 @@ def prepare(
             tracker.report(1.0, f"{report.rows:,} customers, {len(report.features)} features")
 
         with tracker.stage("preprocessing", "Filling missing values and treating outliers"):
-            plans, logged, notes = _plan(report, params)
+            plans, transforms, notes = _plan(report, params)
             prepared, value_cols, inputs = apply_treatment(
                 table, plans, params.outliers, remove=params.outliers == "remove"
             )
@@ -366,21 +419,20 @@ def prepare(
     except BaseException:
         unpersist(cached)
         raise
-    repairs = Repairs(
-        filled_missing={
-            c: report.profiles[c].missing + report.profiles[c].non_numeric for c in report.features
-        },
-        outliers={c: counts[f"o{j}"] for j, c in enumerate(fences)},
-        outlier_policy=params.outliers,
+    repairs = account(
+        report,
+        plans,
+        counts,
+        params.outliers,
+        list(transforms.values()),
+        (origin.messages() if origin else []) + notes,
         rows_removed=report.rows - counts["rows"],
-        log_transformed=logged,
-        notes=(origin.messages() if origin else []) + notes,
     )
     model = {
         column: FeatureModel(
             fill=report.profiles[column].median,
             fences=list(fences[column]) if column in fences else None,
-            log=column in logged,
+            transform=plans[column].transform,
             mean=counts[f"mean{i}"],
             std=counts[f"std{i}"],
         )

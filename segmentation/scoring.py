@@ -19,13 +19,14 @@ from pyspark.sql import DataFrame, SparkSession
 from segmentation.errors import InputError
 from segmentation.fitting import describe, draw_sample, measure
 from segmentation.loading import LoadOptions, load_customer_table
-from segmentation.manifest import Manifest, Model, ModelSource, Repairs
+from segmentation.manifest import LogTransform, Manifest, Model, ModelSource
 from segmentation.pipeline import SegmentationResult
 from segmentation.preparation import (
     PreparedData,
     Progress,
     ProgressCallback,
     Treatment,
+    account,
     apply_treatment,
     load_input,
     measure_inputs,
@@ -209,8 +210,13 @@ def prepare_for_model(
         with tracker.stage("validating", "Checking the columns the segmentation needs"):
             report = _validated(table, model, saved.model, {c: number_column(c) for c in chosen})
         with tracker.stage("preprocessing", "Filling and treating values as the saved run did"):
+            capped = model.repairs.outlier_policy == "cap"  # 'remove' removes no one here
             plans = {
-                f: Treatment(s.fill or 0.0, (s.fences[0], s.fences[1]) if s.fences else None, s.log)
+                f: Treatment(
+                    s.fill or 0.0,
+                    (s.fences[0], s.fences[1]) if s.fences and capped else None,
+                    s.transform,
+                )
                 for f, s in treatments.items()
             }
             prepared, value_cols, inputs = apply_treatment(
@@ -229,15 +235,21 @@ def prepare_for_model(
     values = dict(zip(model.features, value_cols, strict=True))
     cuts = (model.rfm or {}).get("cuts")
     rfm_values = {role: values[model.input.mapping[role]] for role in cuts or {}}
-    repairs = Repairs(
-        filled_missing={
-            f: report.profiles[f].missing + report.profiles[f].non_numeric for f in model.features
-        },
-        outliers={f: counts[f"o{j}"] for j, f in enumerate(f for f in plans if plans[f].fences)},
-        outlier_policy=model.repairs.outlier_policy,
+    transforms = [
+        LogTransform(
+            f, plan.transform, report.profiles[f].skewness, report.profiles[f].negatives, "model"
+        )
+        for f, plan in plans.items()
+        if plan.transform != "none"
+    ]
+    repairs = account(
+        report,
+        plans,
+        counts,
+        model.repairs.outlier_policy,
+        transforms,
+        (origin.messages() if origin else []) + _unit_notes(report, saved.model),
         rows_removed=0,
-        log_transformed=[f for f, plan in plans.items() if plan.log],
-        notes=(origin.messages() if origin else []) + _unit_notes(report, saved.model),
     )
     return PreparedData(
         source,

@@ -40,6 +40,13 @@ MAX_CATEGORIES = 50
 QUINTILES = (0.2, 0.4, 0.6, 0.8)  # the cut points of RFM scores
 # Of each feature, from one sketch: quartiles for the outlier fences and the imputation, quintiles.
 QUANTILES = (0.2, 0.25, 0.4, 0.5, 0.6, 0.75, 0.8)
+# Skewness above 1 is the usual mark of a highly skewed feature; spend and order counts of
+# real shops lie far above it (a public CD shop's log: 17.7 and 10.5).
+SKEWED = 1.0
+# Up to this share of negative values a skewed feature is still a positive quantity with a few
+# refunds or corrections (a gift shop's log: 9 of 4,300 customers); more, and it is a quantity
+# that is often negative (a balance, a profit), which the analyst should choose to log.
+FEW_NEGATIVES = 0.05
 NUMERIC_SHARE = 0.5  # a column is numeric when most of its values are numbers (the rest: warned)
 # '12,50' or '1.550,00': a decimal comma, which number_expr does not read ('1,550' is ambiguous)
 _DECIMAL_COMMA = re.compile(r"[+-]?\d{1,3}(\.\d{3})*,\d+|[+-]?\d+,(\d{1,2}|\d{4,})")
@@ -290,7 +297,7 @@ def validate(
     examples.update(_bad_values_of(table, repaired, id_column))
     for column in repaired:
         profiles[column].bad_examples = _quoted(examples[column])
-    problems += repair_problems([profiles[c] for c in usable], examples)
+    problems += repair_problems([profiles[c] for c in usable], examples, rows)
 
     duplicates, repeated = (
         _duplicate_ids(table, id_column) if id_column and not table.unique_ids else (0, "")
@@ -528,7 +535,7 @@ def nothing_to_segment_problems(
 
 
 def repair_problems(
-    features: Sequence[ColumnProfile], examples: Mapping[str, list[BadValue]]
+    features: Sequence[ColumnProfile], examples: Mapping[str, list[BadValue]], rows: int
 ) -> list[Problem]:
     """Warnings about what will be repaired in the usable features, feature by feature.
 
@@ -538,7 +545,7 @@ def repair_problems(
     for p in features:
         problems += non_numeric_problems(p, examples.get(p.name, []))
         problems += missing_problems(p)
-        problems += negative_problems(p)
+        problems += negative_problems(p, rows)
     return problems
 
 
@@ -575,16 +582,36 @@ def missing_problems(profile: ColumnProfile) -> list[Problem]:
     ]
 
 
-def negative_problems(profile: ColumnProfile) -> list[Problem]:
-    """Negative values of a feature, which are kept."""
+def automatic_log(profile: ColumnProfile, rows: int) -> str | None:
+    """The log transform a run gives a feature unless told otherwise: "log" (log(1 + x)) when it
+    is strongly skewed with no negatives, "signed-log" (sign(x)·log(1 + |x|)) when its negatives
+    are a small minority (a few refunds must not send its whole tail to a cap), None otherwise
+    (the outlier policy treats it)."""
+    if (profile.skewness or 0) <= SKEWED:
+        return None
+    if not profile.negatives:
+        return "log"
+    values = rows - profile.missing - profile.non_numeric
+    return "signed-log" if profile.negatives <= FEW_NEGATIVES * values else None
+
+
+def negative_problems(profile: ColumnProfile, rows: int) -> list[Problem]:
+    """Negative values of a feature, which are kept, and what the model sees of them."""
     n = profile.negatives
     if not n:
         return []
+    if automatic_log(profile, rows) == "signed-log":
+        fate = (
+            "kept: the model sees sign(x)·log(1 + |x|) of this skewed feature (unless you choose "
+            "otherwise), so they stay below zero and its top customers stay apart, not capped."
+        )
+    else:
+        fate = "kept; outside the IQR fences the outlier policy caps or removes them."
     return [
         Problem(
             "warning",
             f"{n:,} negative value{'s' * (n != 1)} in '{profile.name}' "
-            f"(lowest {_fmt(profile.minimum)}); kept as they are. Check refunds or data entry.",
+            f"(lowest {_fmt(profile.minimum)}); {fate} Check refunds or data entry.",
             profile.name,
         )
     ]

@@ -49,6 +49,27 @@ def frame_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def refunds_csv(path: Path) -> Path:
+    """60 customers whose Spend is heavy-tailed (five big spenders) with three net refunds
+    (negative spend, 5% of customers) and one missing Age: the case a cap used to hide."""
+    rows: list[dict] = [
+        {
+            "CustomerID": f"C{i:02d}",
+            "Age": 30 + i % 20,
+            "Spend": 100 + 10 * i,
+            "Recency": i % 30,
+            "Frequency": 1 + i % 5,
+        }
+        for i in range(60)
+    ]
+    for row, spend in zip(
+        rows, (5_000, 8_000, 12_000, 20_000, 50_000, -20, -35, -50), strict=False
+    ):
+        row["Spend"] = spend
+    rows[10]["Age"] = None
+    return frame_csv(path, rows)
+
+
 def cdnow_lines() -> pd.DataFrame:
     """CDNOW, a real public order log (69,659 lines of 23,570 customers of a CD shop,
     1997-1998), from the file the `lifetimes` package ships (found without importing it;

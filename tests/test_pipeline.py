@@ -16,12 +16,13 @@ from sklearn.metrics import (
 )
 
 from segmentation.errors import InputError
+from segmentation.manifest import read_manifest
 from segmentation.params import SegmentationParams
 from segmentation.pipeline import run_segmentation
 from segmentation.preparation import STAGES
 from segmentation.results import load_results
 from segmentation.rfm import SCORE_COLUMNS
-from tests.helpers import SAMPLE_CUSTOMERS, synthetic_csv
+from tests.helpers import SAMPLE_CUSTOMERS, refunds_csv, synthetic_csv
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +75,10 @@ def model_inputs(result) -> tuple[np.ndarray, np.ndarray]:
         values = customers[feature].astype(float).fillna(steps.fill)
         if steps.fences:
             values = values.clip(*steps.fences)
-        if steps.log:
+        if steps.transform == "log":
             values = np.log1p(values.clip(lower=0))
+        elif steps.transform == "signed-log":
+            values = np.sign(values) * np.log1p(values.abs())
         columns.append((values - steps.mean) / steps.std)
     return np.column_stack(columns), customers["segment"].to_numpy()
 
@@ -227,12 +230,52 @@ def test_a_skewed_feature_is_logged_by_default_and_its_top_kept_apart(spark, tmp
     assert repairs.log_transformed == ["Spend"]  # Age, Recency, Frequency are even
     assert model["Spend"].log and model["Spend"].fences is None
     assert "Spend" not in repairs.outliers and result.manifest.rows_out == 60
-    assert any("log(1 + value) of Spend (skewness" in n for n in repairs.notes)
-    assert any("Chosen automatically" in n for n in repairs.notes)
+    assert model["Spend"].transform == "log"
+    assert (
+        "The model sees 'Spend' as log(1 + x) (chosen automatically: skewness 7.6 above 1), so "
+        "its top customers stay apart instead of sharing a cap; it is not capped."
+    ) in repairs.sentences()
     # The model saw every spend apart: the whale is not one value with the next customers.
     scaled, _ = model_inputs(result)
     spend = scaled[:, result.manifest.features.index("Spend")]
     assert len(np.unique(spend.round(9))) == 60
+
+
+@pytest.fixture(scope="module")
+def refunds(spark, tmp_path_factory):
+    """A run on a heavy-tailed Spend with three net refunds (tests.helpers.refunds_csv)."""
+    folder = tmp_path_factory.mktemp("refunds")
+    path = refunds_csv(folder / "refunds.csv")
+    return run_segmentation(spark, str(path), SegmentationParams(k=3, seed=1), folder / "o")
+
+
+def test_a_few_refunds_get_the_signed_log_not_a_cap_and_it_is_said(refunds):
+    manifest = refunds.manifest
+    spend = manifest.model.features["Spend"]
+    assert spend.transform == "signed-log" and spend.log and spend.fences is None
+    assert "Spend" not in manifest.repairs.outliers  # nobody sits at a Spend cap
+    assert manifest.repairs.sentences() == [
+        "Filled 1 missing value of 'Age' with the median, 39.",
+        "The model sees 'Spend' as sign(x)·log(1 + |x|) (chosen automatically: skewness 5.8 above "
+        "1; its 3 negative values stay below zero), so its top customers stay apart instead of "
+        "sharing a cap; it is not capped.",
+        "No customer lies outside the IQR fences of 'Age', 'Recency' and 'Frequency': none capped "
+        "there.",
+    ]
+    (fence,) = [f for f in manifest.repairs.fences if f.feature == "Recency"]
+    assert (fence.low, fence.high, fence.below, fence.above) == (-15.5, 44.5, 0, 0)
+    # The five big spenders are five points to the model, in their order; capped at the upper
+    # IQR fence they would have been one, and the refunds stay below every purchase.
+    scaled, _ = model_inputs(refunds)
+    seen = scaled[:, manifest.features.index("Spend")]
+    customers = pd.read_csv(refunds.out_dir / "customers.csv")
+    q1, q3 = customers["Spend"].quantile([0.25, 0.75])
+    assert (customers["Spend"][:5] > q3 + 1.5 * (q3 - q1)).all()
+    assert list(np.argsort(seen[:5])) == [0, 1, 2, 3, 4]
+    zero = -spend.mean / spend.std  # a spend of 0 as the model sees it
+    assert seen[5:8].max() < zero < seen[8:].min()
+    assert read_manifest(refunds.out_dir).repairs == manifest.repairs
+    assert read_manifest(refunds.out_dir).model == manifest.model
 
 
 def test_removal_judges_a_logged_feature_on_the_log_scale(spark, tmp_path):

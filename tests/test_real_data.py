@@ -96,8 +96,12 @@ def test_skewed_spend_and_orders_are_logged_not_capped_and_said_so(cdnow_run):
     model = manifest["model"]["features"]
     assert manifest["repairs"]["log_transformed"] == ["Frequency", "Spend"]
     assert model["Spend"]["fences"] is None and model["Frequency"]["fences"] is None
-    assert model["Recency"]["fences"] is not None and not model["Recency"]["log"]
-    assert "log(1 + value) of Frequency (skewness 10.5) and Spend (skewness 17.7)" in done.stdout
+    assert model["Recency"]["fences"] is not None and model["Recency"]["transform"] == "none"
+    assert model["Spend"]["transform"] == "log" and model["Frequency"]["transform"] == "log"
+    assert (
+        "note: The model sees 'Spend' as log(1 + x) (chosen automatically: skewness 17.7 above 1)"
+        in done.stdout
+    )
 
 
 def test_what_the_model_saw_is_shown_apart(cdnow_run):

@@ -230,11 +230,12 @@ def test_nothing_to_segment_on():
 
 def test_repairs_are_reported_feature_by_feature():
     spend = profile("Spend", missing=2, non_numeric=1, negatives=3, minimum=-12.5, median=1550.0)
+    spend.skewness = 4.2  # heavy-tailed, 3 negatives of 97 values: the signed log
     age = profile("Age", missing=1, median=41.25)
     recency = profile("Recency", negatives=1, minimum=-0.5)
     clean = profile("Frequency")
     examples = {"Spend": [("abc", "C07")]}
-    assert messages(repair_problems([spend, age, recency, clean], examples)) == [
+    assert messages(repair_problems([spend, age, recency, clean], examples, 100)) == [
         (
             "warning",
             "1 value in 'Spend' is not a number (e.g. 'abc' for customer C07); treated as missing.",
@@ -243,15 +244,17 @@ def test_repairs_are_reported_feature_by_feature():
         ("warning", "3 missing values in 'Spend' will be filled with the median (1,550).", "Spend"),
         (
             "warning",
-            "3 negative values in 'Spend' (lowest -12.50); kept as they are. Check refunds or "
-            "data entry.",
+            "3 negative values in 'Spend' (lowest -12.50); kept: the model sees "
+            "sign(x)·log(1 + |x|) of this skewed feature (unless you choose otherwise), so they "
+            "stay below zero and its top customers stay apart, not capped. Check refunds or data "
+            "entry.",
             "Spend",
         ),
         ("warning", "1 missing value in 'Age' will be filled with the median (41.25).", "Age"),
         (
             "warning",
-            "1 negative value in 'Recency' (lowest -0.50); kept as they are. Check refunds or "
-            "data entry.",
+            "1 negative value in 'Recency' (lowest -0.50); kept; outside the IQR fences the "
+            "outlier policy caps or removes them. Check refunds or data entry.",
             "Recency",
         ),
     ]
@@ -260,7 +263,7 @@ def test_repairs_are_reported_feature_by_feature():
 def test_values_that_are_not_numbers_are_counted_and_quoted():
     spend = profile("Spend", non_numeric=2, median=None)
     examples = {"Spend": [("12,50", None), ("x" * 50, "C1")]}
-    (not_numbers, missing) = repair_problems([spend], examples)
+    (not_numbers, missing) = repair_problems([spend], examples, 2)
     assert not_numbers.message == (
         f"2 values in 'Spend' are not a number (e.g. '12,50', '{'x' * 40}' for customer C1); "
         "treated as missing. Values such as '12,50' use a decimal comma, which is not read as a "
