@@ -8,7 +8,7 @@ import os
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import ROOT, SAMPLE, wait_until
+from tests.helpers import ROOT, SAMPLE, refunds_csv, wait_until
 
 PAGES = [
     "app_pages/home.py",
@@ -197,6 +197,35 @@ def test_switching_k_of_a_sweep_redraws_results_without_a_spark_job(spark, tmp_p
     assert not at.exception
     assert at.select_slider[0].value == other
     assert len(at.get("plotly_chart")) >= 10  # the sweep adds metric and split charts
+
+
+def test_refunds_are_logged_signed_preselected_and_every_repair_is_said(tmp_path):
+    import ui
+
+    path = refunds_csv(tmp_path / "refunds.csv")
+    at = app().run()
+    at.switch_page("app_pages/upload.py").run()
+    at.file_uploader[0].set_value(("refunds.csv", path.read_bytes(), "text/csv")).run()
+    assert not at.exception and not at.error
+    assert at.multiselect[-1].value == ["Spend"]  # "Log-transform": the signed log, not a cap
+    assert any("kept: the model sees sign(x)" in w.value.replace("\\", "") for w in at.warning)
+    button(at, "Start segmentation").click().run()
+    done = wait_for(ui.services().store.list()[0].id)
+    assert done.state.value == "succeeded", done.error
+
+    at.switch_page("app_pages/results.py").run()
+    assert not at.exception
+    (box,) = [i.value.replace("\\", "") for i in at.info if "What the run repaired" in i.value]
+    assert box.splitlines() == [
+        "**What the run repaired**",
+        "",
+        "- Filled 1 missing value of 'Age' with the median, 39.",
+        "- The model sees 'Spend' as sign(x)·log(1 + |x|) (chosen automatically: "
+        "skewness 5.8 above 1; its 3 negative values stay below zero), so its top customers stay "
+        "apart instead of sharing a cap; it is not capped.",
+        "- No customer lies outside the IQR fences of 'Age', 'Recency' and 'Frequency': none "
+        "capped there.",
+    ]
 
 
 def test_dataset_location_is_read_only_under_the_allowed_roots(tmp_path, monkeypatch):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, SAMPLE
+from segmentation.cli import main
+from tests.helpers import ROOT, SAMPLE, refunds_csv
 
 
 def cli(*args, timeout=300, env=None):
@@ -137,3 +138,22 @@ def test_order_log_with_attributes_through_the_command_line(tmp_path):
     customers = pd.read_csv(out / "customers.csv")
     assert {"Recency", "Frequency", "Spend", "Tenure", "Age", "segment"} <= set(customers.columns)
     assert "note:" in done.stdout and "return lines" in done.stdout
+
+
+def test_the_command_line_says_every_repair_the_run_made(spark, tmp_path, capsys):
+    """In process (the test session's Spark): a heavy-tailed Spend with three refunds."""
+    path = refunds_csv(tmp_path / "refunds.csv")
+    assert main(["run", str(path), "--k", "3", "--seed", "1", "--out", str(tmp_path / "r")]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert notes == [
+        "note: 1 missing value in 'Age' will be filled with the median (39).",
+        "note: 3 negative values in 'Spend' (lowest -50); kept: the model sees "
+        "sign(x)·log(1 + |x|) of this skewed feature (unless you choose otherwise), so they stay "
+        "below zero and its top customers stay apart, not capped. Check refunds or data entry.",
+        "note: Filled 1 missing value of 'Age' with the median, 39.",
+        "note: The model sees 'Spend' as sign(x)·log(1 + |x|) (chosen automatically: "
+        "skewness 5.8 above 1; its 3 negative values stay below zero), so its top customers stay "
+        "apart instead of sharing a cap; it is not capped.",
+        "note: No customer lies outside the IQR fences of 'Age', 'Recency' and 'Frequency': none "
+        "capped there.",
+    ]

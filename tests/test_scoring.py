@@ -3,6 +3,9 @@ line and the job runner."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pandas as pd
 import pytest
 
@@ -11,13 +14,14 @@ from segmentation.errors import InputError
 from segmentation.job_runner import JobRunner, run_pipeline_job
 from segmentation.job_store import JobStore
 from segmentation.jobs import JobState, ModelRef
+from segmentation.manifest import read_manifest
 from segmentation.params import SegmentationParams
 from segmentation.pipeline import run_segmentation
 from segmentation.results import load_results, save_segment_names
 from segmentation.scoring import load_model, run_scoring
 from segmentation.sweep import run_sweep
 from segmentation.synthetic import write_transactions
-from tests.helpers import synthetic_csv
+from tests.helpers import refunds_csv, synthetic_csv
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +62,45 @@ def test_assigning_the_training_customers_gives_each_its_segment_and_name(spark,
     assert source is not None and source.folder == str(run) and source.k == 4
     assert again.manifest.model.centres == fitted.manifest.model.centres
     assert list(again.segments["name"]) == list(fitted.segments["name"])
+
+
+def test_an_older_manifest_without_transforms_loads_and_scores_the_same(spark, trained, tmp_path):
+    """Results written before the transform and the repairs' account were kept: `log: true`
+    reads as log(1 + x), and the customers are placed as before."""
+    path, run = trained
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    data = json.loads((old / "manifest.json").read_text())
+    for feature in data["model"]["features"].values():
+        feature["log"] = feature.pop("transform") == "log"
+    for kept_since in ("fills", "fences", "transforms"):
+        del data["repairs"][kept_since]
+    (old / "manifest.json").write_text(json.dumps(data))
+
+    manifest = read_manifest(old)
+    assert manifest.model == load_results(run).manifest.model
+    assert [f for f, m in manifest.model.features.items() if m.transform == "log"] == ["Spend"]
+    assert manifest.repairs.sentences() == manifest.repairs.notes
+    scored = run_scoring(spark, old, str(path), tmp_path / "scored")
+    assert (customers(scored.out_dir)["segment"] == customers(run)["segment"]).all()
+
+
+def test_a_signed_log_model_places_its_training_customers_in_their_segments(spark, tmp_path):
+    path = refunds_csv(tmp_path / "refunds.csv")
+    run = run_segmentation(spark, str(path), SegmentationParams(k=3, seed=1), tmp_path / "run")
+    assert run.manifest.model.features["Spend"].transform == "signed-log"
+    assert run.manifest.metrics.sizes == {1: 30, 2: 27, 3: 3}
+
+    scored = run_scoring(spark, run.out_dir, str(path), tmp_path / "scored")
+    assert (customers(scored.out_dir)["segment"] == customers(run.out_dir)["segment"]).all()
+    assert scored.manifest.metrics.sizes == {1: 30, 2: 27, 3: 3}
+    (spend,) = scored.manifest.repairs.transforms
+    assert (spend.transform, spend.negatives, spend.chosen_by) == ("signed-log", 3, "model")
+    assert scored.manifest.repairs.sentences()[1] == (
+        "The model sees 'Spend' as sign(x)·log(1 + |x|) (as the saved segmentation does; its 3 "
+        "negative values stay below zero), so its top customers stay apart instead of sharing a "
+        "cap; it is not capped."
+    )
 
 
 def test_a_k_chosen_in_a_sweep_is_reproduced(spark, tmp_path):

@@ -8,6 +8,7 @@ from segmentation.validation import (
     ColumnProfile,
     Problem,
     ValidationReport,
+    automatic_log,
     categorical_columns,
     column_kind,
     column_profiles,
@@ -258,6 +259,17 @@ def test_repairs_are_reported_feature_by_feature():
             "Recency",
         ),
     ]
+
+
+def test_a_skewed_feature_is_logged_signed_when_its_negatives_are_a_small_minority():
+    spend = profile("Spend", missing=4, negatives=5, minimum=-50.0)
+    spend.skewness = 3.0
+    assert automatic_log(spend, 104) == "signed-log"  # 5 of 100 values: refunds
+    assert automatic_log(spend, 103) is None  # 5 of 99: over 5%, the outlier policy decides
+    assert automatic_log(profile("Orders"), 10) is None  # not skewed
+    orders = profile("Orders")
+    orders.skewness = 1.5
+    assert automatic_log(orders, 10) == "log"
 
 
 def test_values_that_are_not_numbers_are_counted_and_quoted():
