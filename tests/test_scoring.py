@@ -79,7 +79,10 @@ def test_an_older_manifest_without_transforms_loads_and_scores_the_same(spark, t
 
     manifest = read_manifest(old)
     assert manifest.model == load_results(run).manifest.model
-    assert [f for f, m in manifest.model.features.items() if m.transform == "log"] == ["Spend"]
+    assert [f for f, m in manifest.model.features.items() if m.transform == "log"] == [
+        "Spend",
+        "Frequency",
+    ]
     assert manifest.repairs.sentences() == manifest.repairs.notes
     scored = run_scoring(spark, old, str(path), tmp_path / "scored")
     assert (customers(scored.out_dir)["segment"] == customers(run)["segment"]).all()
