@@ -6,6 +6,7 @@ import ui
 from segmentation import charts
 from segmentation.errors import SegmentationError
 from segmentation.manifest import to_json
+from segmentation.profiles import agreement_text
 
 st.title("Segmentation results")
 job = ui.pick_job("results-job")
@@ -57,6 +58,8 @@ for index, segment in enumerate(results.segments.itertuples()):
         st.markdown(f"**{segment.segment} · {ui.plain(segment.name)}**")
         st.markdown(f"{segment.size:,} customers · {segment.share:.0%}")
         st.caption(ui.plain(segment.reason))
+        if agreement := agreement_text(segment._asdict()):
+            st.caption(ui.plain(agreement))
 
 with st.expander("Rename segments"), st.form("names"):
     names = {

@@ -39,10 +39,12 @@ from segmentation.preparation import PreparedData
 from segmentation.profiles import (
     SegmentProfile,
     name_segments,
+    named_rfm_segment,
     order_key,
     profiles_frame,
     reason,
 )
+from segmentation.rfm import ROLES as RFM_ROLES
 from segmentation.validation import ValidationReport
 
 CHART_SAMPLE_ROWS = 5000
@@ -167,7 +169,7 @@ def measure(data: PreparedData, centres: Centres, ks: Sequence[int]) -> tuple[Me
         data.model_cols,
         {k: centres.by_k[k] for k in sorted(set(ks) | previous)},
         data.report.categorical,
-        data.rfm.scores() if data.rfm else None,
+        data.rfm.scores()["rfm_segment"] if data.rfm else None,
     )
     profiled = profiles(
         data.scaled,
@@ -251,7 +253,7 @@ def _segmentation(
         centres.fitted_on,
     )
     top = _top_values(mix)
-    scores = _mean_scores(rfm)
+    cells = _rfm_cells(rfm)
     segments = [
         SegmentProfile(
             segment=s.cluster,
@@ -260,7 +262,8 @@ def _segmentation(
             stats=profiled[s.cluster].values,
             z={f: float(s.mean[i]) for i, f in enumerate(report.features)},
             top_values=top.get(s.cluster, {}),
-            scores=scores.get(s.cluster, {}),
+            scores=_median_scores(data, profiled[s.cluster].values),
+            rfm=cells.get(s.cluster, {}),
         )
         for s in stats
     ]
@@ -303,6 +306,7 @@ def _number_and_name(
         order = {s.segment: saved[s.segment][0] for s in segments}
         for profile in segments:
             profile.segment, profile.name = saved[profile.segment]
+            profile.rfm_name = named_rfm_segment(profile.name) if profile.rfm else ""
             profile.reason = reason(profile, report.mapping)
         segments.sort(key=lambda p: p.segment)
         return order
@@ -315,13 +319,26 @@ def _number_and_name(
     return order
 
 
-def _mean_scores(rfm: pd.DataFrame | None) -> dict[int, dict[str, float]]:
-    """Per cluster, its customers' average R, F and M scores."""
+def _median_scores(data: PreparedData, values: Mapping[str, Mapping[str, float]]) -> dict[str, int]:
+    """A segment's median R, F and M scores: the scores of its median Recency, Frequency and
+    Spend (a score never falls as its value rises, or for R never rises), so no extra pass."""
+    if data.rfm is None:
+        return {}
+    mapping = data.report.mapping
+    return {
+        score: data.rfm.score(role, values[mapping[role]]["median"])
+        for score, role in zip(("r_score", "f_score", "m_score"), RFM_ROLES, strict=True)
+    }
+
+
+def _rfm_cells(rfm: pd.DataFrame | None) -> dict[int, dict[str, int]]:
+    """Per cluster, how many of its customers each RFM segment holds."""
     if rfm is None:
         return {}
-    summed = rfm.groupby("cluster")[["count", "r_score", "f_score", "m_score"]].sum()
-    means = summed[["r_score", "f_score", "m_score"]].div(summed["count"], axis=0)
-    return {int(c): {s: float(v) for s, v in row.items()} for c, row in means.iterrows()}
+    return {
+        int(cluster): dict(zip(rows["rfm_segment"], rows["count"].astype(int), strict=True))
+        for cluster, rows in rfm.groupby("cluster")
+    }
 
 
 def _overlap(rfm: pd.DataFrame | None, order: Mapping[int, int]) -> pd.DataFrame | None:

@@ -63,8 +63,7 @@ class Memberships:
     stats: dict[int, list[ClusterStats]]
     splits: dict[int, pd.DataFrame] = field(default_factory=dict)  # k -> source, target, count
     mix: dict[int, pd.DataFrame] = field(default_factory=dict)  # k -> cluster, column, value, count
-    # k -> cluster, rfm_segment, count and the sums of r_score, f_score and m_score
-    rfm: dict[int, pd.DataFrame] = field(default_factory=dict)
+    rfm: dict[int, pd.DataFrame] = field(default_factory=dict)  # k -> cluster, rfm_segment, count
 
 
 def memberships(
@@ -72,11 +71,11 @@ def memberships(
     columns: Sequence[str],
     centres: Mapping[int, np.ndarray],
     categorical: Sequence[str] = (),
-    rfm: Mapping[str, Column] | None = None,
+    rfm_segment: Column | None = None,
 ) -> Memberships:
     """One pass: sizes, means and squared norms per (k, cluster), splits between consecutive k
-    of `centres`, counts of each value of the `categorical` columns and, given the `rfm` score
-    columns, how each cluster's customers fall into the RFM segments."""
+    of `centres`, counts of each value of the `categorical` columns and, given each customer's
+    `rfm_segment`, how each cluster's customers fall into the RFM segments."""
     ks = sorted(centres)
     labels = [label(k) for k in ks]
     picked: list[str | Column] = [
@@ -85,9 +84,8 @@ def memberships(
         F.expr(_squared_norm(columns)).alias("__q"),
     ]
     keys = list(labels)
-    scores = [name for name in rfm or {} if name != "rfm_segment"]
-    if rfm:
-        picked += [column.alias(name) for name, column in rfm.items()]
+    if rfm_segment is not None:
+        picked.append(rfm_segment.alias("rfm_segment"))
         keys.append("rfm_segment")
     if categorical:
         # Each customer once per categorical column: counts per value come out of the same pass.
@@ -103,7 +101,6 @@ def memberships(
             F.count(F.lit(1)).alias("n"),
             F.sum("__q").alias("q"),
             *[F.sum(c).alias(f"s{i}") for i, c in enumerate(columns)],
-            *[F.sum(c).alias(c) for c in scores],
         )
         .toPandas()
     )
@@ -116,8 +113,8 @@ def memberships(
         if categorical:
             mix = groups.groupby([label(k), "column", "value"], as_index=False)["n"].sum()
             result.mix[k] = mix.set_axis(["cluster", "column", "value", "count"], axis=1)
-        if rfm:
-            cells = once.groupby([label(k), "rfm_segment"], as_index=False)[["n", *scores]].sum()
+        if rfm_segment is not None:
+            cells = once.groupby([label(k), "rfm_segment"], as_index=False)["n"].sum()
             result.rfm[k] = cells.rename(columns={label(k): "cluster", "n": "count"})
     return result
 

@@ -12,6 +12,7 @@ when half of a shop's customers bought once, they all get F = 1 and no customer 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import overload
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
@@ -47,6 +48,16 @@ def grid_segment(r: int, f: int) -> str:
     return GRID[r][f - 1]
 
 
+@overload
+def _score(role: str, above: int) -> int: ...
+@overload
+def _score(role: str, above: Column) -> Column: ...
+def _score(role: str, above: Column | int) -> Column | int:
+    """A score from the number of cut points its value lies above (a Spark column or a
+    number): R counts down from 5, so that recent buyers score high; F and M count up from 1."""
+    return 5 - above if role == "recency" else 1 + above
+
+
 @dataclass(frozen=True)
 class RfmScores:
     """The cut points of one customer table and the expressions that score its customers."""
@@ -60,12 +71,16 @@ class RfmScores:
 
     def scores(self) -> dict[str, Column]:
         """Each customer's r_score, f_score, m_score (1..5) and rfm_segment."""
-        r = (F.lit(5) - self._above("recency")).cast("int")
-        f = (F.lit(1) + self._above("frequency")).cast("int")
-        m = (F.lit(1) + self._above("spend")).cast("int")
+        r, f, m = (_score(role, self._above(role)).cast("int") for role in ROLES)
         cells = F.array(*[F.lit(grid_segment(rr, ff)) for rr in range(1, 6) for ff in range(1, 6)])
         segment = F.element_at(cells, (r - 1) * 5 + f)
         return {"r_score": r, "f_score": f, "m_score": m, "rfm_segment": segment}
+
+    def score(self, role: str, value: float) -> int:
+        """The score of one value in real units, by the same rule as a customer's: a segment's
+        median scores are the scores of its medians, as scores never fall as values rise (and
+        R never rises)."""
+        return _score(role, sum(value > cut for cut in self.cuts[role]))
 
     def to_dict(self) -> dict:
         """For the manifest: the cut points and the rule, so every score can be checked."""

@@ -86,9 +86,11 @@ def test_sample_flow_runs_a_real_job_through_spark_to_results():
     assert metrics["Customers"] == "20" and metrics["Segments"] == "4"
     assert metrics["Silhouette"] != "n/a" and -1 <= float(metrics["Silhouette"]) <= 1
     results = ui.results_of(finished)
-    page_text = texts(at)
-    for name in results.segments["name"]:
-        assert name in page_text.replace("\\", "")
+    page_text = texts(at).replace("\\", "")
+    for row in results.segments.to_dict("records"):
+        assert row["name"] in page_text
+        # Each card says how many of its customers are what its name says.
+        assert f"customers ({row['rfm_agreement_share']:.0%}) are {row['rfm_name']} by" in page_text
     assert len(at.get("download_button")) == 3
     # Profiles in real units, and apart from them, labelled, the centres the model saw.
     (seen,) = [e for e in at.expander if e.label == "What the model saw"]
@@ -121,6 +123,9 @@ def test_renamed_segments_are_kept_and_exported():
     next(b for b in at.get("form_submit_button")).click().run()
     assert not at.exception
     assert ui.services().store.get(job.id).segment_names[4][1] == "Our best customers"
+    # The card's agreement still speaks of the RFM segment the name came from.
+    rfm_name = ui.results_of(job).segments["rfm_name"][0]
+    assert f"are {rfm_name} by their own RFM scores" in texts(at).replace("\\", "")
     results = ui.results_of(ui.services().store.get(job.id))
     exported = ui.customers_csv(results).decode()
     assert "Our best customers" in exported

@@ -80,25 +80,26 @@ def test_the_grid_gives_every_r_and_f_one_of_ten_segments():
     assert cells[4, 4] == cells[3, 5] == "Loyal" and cells[4, 2] == "Potential loyalists"
 
 
-def profile(segment: int, r: float, f: float, m: float) -> SegmentProfile:
+def profile(segment: int, spend: float, rfm: dict[str, int]) -> SegmentProfile:
     return SegmentProfile(
         segment=segment,
-        size=10,
+        size=sum(rfm.values()),
         share=0.1,
         stats={c: {"median": 1.0} for c in ("Recency", "Frequency", "Spend")},
-        z={"Recency": 0.0, "Frequency": 0.0, "Spend": 0.0},
-        scores={"r_score": r, "f_score": f, "m_score": m},
+        z={"Recency": 0.0, "Frequency": 0.0, "Spend": spend},
+        scores={"r_score": 5, "f_score": 5, "m_score": 5},
+        rfm=rfm,
     )
 
 
-def test_segments_are_named_by_the_grid_cell_of_their_average_scores():
+def test_segments_are_named_by_the_rfm_segment_most_of_their_customers_are_in():
     roles = {"recency": "Recency", "frequency": "Frequency", "spend": "Spend"}
     segments = [
-        profile(1, 4.8, 4.6, 4.9),
-        profile(2, 4.6, 1.1, 2.0),
-        profile(3, 1.4, 1.2, 2.6),
-        profile(4, 1.6, 1.3, 1.2),
-        profile(5, 1.2, 4.7, 4.0),
+        profile(1, 1.2, {"Champions": 8, "Loyal": 2}),
+        profile(2, -0.5, {"New customers": 6, "Promising": 4}),
+        profile(3, 0.4, {"Hibernating": 5, "At risk": 3, "About to sleep": 2}),
+        profile(4, -0.9, {"Hibernating": 7, "About to sleep": 3}),
+        profile(5, 0.9, {"Can't lose them": 4, "At risk": 3, "Loyal": 3}),
     ]
     name_segments(segments, roles)
     assert [s.name for s in segments] == [
@@ -108,7 +109,7 @@ def test_segments_are_named_by_the_grid_cell_of_their_average_scores():
         "Hibernating (low spend)",
         "Can't lose them",
     ]
-    assert segments[0].reason.endswith("average RFM scores 4.8-4.6-4.9")
+    assert segments[0].reason.endswith("median RFM scores 5-5-5")
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +130,25 @@ def test_every_customer_gets_scores_and_the_overlap_counts_them(run):
     check_rfm(single.out_dir, customers, table)
     names = set(pd.read_csv(single.out_dir / "segments.csv")["name"])
     assert {name.split(" (")[0] for name in names} <= set(SEGMENTS)
+
+
+def test_each_name_is_what_most_of_its_customers_are_and_says_how_many(run):
+    single, _, _ = run
+    customers = pd.read_csv(single.out_dir / "customers.csv")
+    segments = pd.read_csv(single.out_dir / "segments.csv").set_index("segment")
+    counts = pd.crosstab(customers["segment"], customers["rfm_segment"])
+    assert segments["name"].is_unique
+    assert (segments["rfm_name"] == segments["name"].str.split(" (", regex=False).str[0]).all()
+    for number, row in segments.iterrows():
+        assert (
+            row["rfm_agreement"] == counts.loc[number, row["rfm_name"]] == counts.loc[number].max()
+        )
+        assert row["rfm_agreement_share"] == pytest.approx(row["rfm_agreement"] / row["size"])
+        # The median scores (the scores of the median values) are medians of the scores.
+        scores = customers.loc[customers["segment"] == number, SCORES]
+        lower, upper = (scores.quantile(0.5, interpolation=i) for i in ("lower", "higher"))
+        for score in SCORES:
+            assert lower[score] <= row[f"{score}_median"] <= upper[score]
 
 
 def test_a_sweep_scores_once_and_every_k_downloads_the_scores(run):

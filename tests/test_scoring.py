@@ -62,6 +62,12 @@ def test_assigning_the_training_customers_gives_each_its_segment_and_name(spark,
     assert source is not None and source.folder == str(run) and source.k == 4
     assert again.manifest.model.centres == fitted.manifest.model.centres
     assert list(again.segments["name"]) == list(fitted.segments["name"])
+    # A kept RFM name holds for as many customers as it did; the analyst's own has no RFM segment.
+    kept, first = again.segments.set_index("segment"), fitted.segments.set_index("segment")
+    others = [s for s in kept.index if s != 2]
+    assert list(kept.loc[others, "rfm_name"]) == list(first.loc[others, "rfm_name"])
+    assert list(kept.loc[others, "rfm_agreement"]) == list(first.loc[others, "rfm_agreement"])
+    assert pd.isna(kept.loc[2, "rfm_name"]) and pd.isna(kept.loc[2, "rfm_agreement"])
 
 
 def test_an_older_manifest_without_transforms_loads_and_scores_the_same(spark, trained, tmp_path):
