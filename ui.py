@@ -299,6 +299,7 @@ def start_assignment(
         date_format=options.date_format,
         reference_date=options.reference_date,
         attributes=options.attributes,
+        missing_ids=options.missing_ids,
     )
     svc = services()
     model = ModelRef(job.id, folder, k, job_label(job))

@@ -98,6 +98,7 @@ class Table:
     format: SourceFormat
     names: list[str] | None = None  # the input's columns when df carries helper columns too
     unique_ids: bool = False  # one row per customer id by construction (built from an order log)
+    missing_ids: tuple[str, ...] = ()  # ids the analyst says stand for no customer
 
     @property
     def columns(self) -> list[str]:
