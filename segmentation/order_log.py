@@ -105,6 +105,25 @@ CANCELLED_PREFIX_SHARE = 0.5  # above this share of "C…" order ids, "C" is a n
 DOMINANT_SHARE = 0.05
 DOMINANT_TIMES = 5.0
 DOMINANT_MIN_CUSTOMERS = 20
+# Text columns of a log that describe the product, not the customer: never carried to customers.
+PRODUCT_COLUMNS = (
+    "description",
+    "stockcode",
+    "productcode",
+    "product",
+    "productname",
+    "productid",
+    "item",
+    "itemname",
+    "itemcode",
+    "itemid",
+    "sku",
+    "barcode",
+    "ean",
+    "upc",
+)
+MAX_LINE_ATTRIBUTE_VALUES = 50  # as many as a category to profile segments by
+CUSTOMER_COLUMNS = ("CustomerID", "Recency", "Frequency", "Spend", "Tenure", "AvgOrderValue")
 
 
 def detect_roles(
@@ -331,6 +350,12 @@ def _dominant_id(per_customer: DataFrame, summary: dict) -> DominantId | None:
     return None
 
 
+def _listed(columns: Sequence[str]) -> str:
+    """'Country' or 'Country and Channel'."""
+    named = [f"'{c}'" for c in columns]
+    return ", ".join(named[:-1]) + " and " + named[-1] if len(named) > 1 else named[0]
+
+
 def _share(part: float | None, total: float) -> float:
     """`part` as a share of `total` (0 when the total is not positive)."""
     return round(float(part or 0) / total, 4) if total > 0 else 0.0
@@ -402,6 +427,61 @@ def _reference_day(report: TransactionReport, chosen: date | None) -> date:
     return reference
 
 
+def line_attributes(df: DataFrame, roles: Mapping[str, str]) -> list[str]:
+    """The log's columns that describe the customer's lines (Country, channel, store): text
+    (mostly not numbers) with 2 to MAX_LINE_ATTRIBUTE_VALUES distinct values, not a role and not
+    the product (its description or stock code). One pass over the log."""
+    taken = {c.lower() for c in (*roles.values(), *CUSTOMER_COLUMNS)}
+    candidates = [
+        c
+        for c in df.columns
+        if c.lower() not in taken and not normalise(c).endswith(PRODUCT_COLUMNS)
+    ]
+    if not candidates:
+        return []
+    counts = df.agg(
+        *[
+            aggregate
+            for i, column in enumerate(candidates)
+            for aggregate in (
+                F.approx_count_distinct(text_expr(df, column)).alias(f"d{i}"),
+                F.count(text_expr(df, column)).alias(f"t{i}"),
+                F.count(number_expr(df, column)).alias(f"n{i}"),
+            )
+        ]
+    ).first()
+    assert counts is not None  # an aggregate has one row
+    return [
+        column
+        for i, column in enumerate(candidates)
+        if 1 < counts[f"d{i}"] <= MAX_LINE_ATTRIBUTE_VALUES
+        and counts[f"n{i}"] * 2 < counts[f"t{i}"]
+    ]
+
+
+def _with_line_attributes(
+    customers: DataFrame, df: DataFrame, customer: Column, attributes: Sequence[str]
+) -> DataFrame:
+    """Each customer's most frequent value of each line attribute, ties broken by the
+    alphabetically first value, so a run gives the same answer every time."""
+    for column in attributes:
+        value = text_expr(df, column)
+        counted = (
+            df.select(customer.alias("__customer"), value.alias("__value"))
+            .where("__customer IS NOT NULL AND __value IS NOT NULL")
+            .groupBy("__customer", "__value")
+            .count()
+        )
+        # The smallest (-count, value): the most lines, then the first value alphabetically.
+        mode = counted.groupBy("__customer").agg(
+            F.min_by("__value", F.struct(-F.col("count"), F.col("__value"))).alias(column)
+        )
+        customers = customers.join(
+            mode, customers["CustomerID"] == mode["__customer"], "left"
+        ).drop("__customer")
+    return customers
+
+
 def _customers(per_customer: DataFrame, reference: date) -> DataFrame:
     """One row per buying customer with the RFM figures, tenure and average order value."""
     at = F.lit(reference)
@@ -461,7 +541,18 @@ def build_customer_table(
         report = _report(df, roles, fmt, by_prefix, summary)
         report.dominant_id = _dominant_id(per_customer, summary)
         report.reference_date = _reference_day(report, reference_date)
-        customers = _customers(per_customer, report.reference_date)
+        attributes = line_attributes(df, roles)
+        customers = _with_line_attributes(
+            _customers(per_customer, report.reference_date),
+            df,
+            customer_id_expr(df, roles["customer_id"], missing_ids),
+            attributes,
+        )
+        if attributes:
+            report.notes.append(
+                f"Carried from the order lines to each customer: {_listed(attributes)}, as the "
+                "customer's most frequent value (on a tie, the alphabetically first)."
+            )
         if cache:
             # Cache the small result, fill it from the per-customer cache, then free that.
             customers = customers.cache()
