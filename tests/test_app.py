@@ -277,6 +277,7 @@ def test_per_user_mode_keeps_two_visitors_apart(monkeypatch):
     assert {m.label: m.value for m in first.metric}["Customers"] == "20"
 
 
+@pytest.mark.slow  # four validations of an order log; the figures are pinned in test_transactions
 def test_a_till_account_is_named_and_one_click_treats_it_as_missing(tmp_path):
     path = real_shaped_log(tmp_path / "gift-shop.csv")
     at = app().run()
