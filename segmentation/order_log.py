@@ -327,7 +327,7 @@ def _dominant_id(per_customer: DataFrame, summary: dict) -> DominantId | None:
         return None
     totals = {
         "lines": summary["rows_in"] - summary["rows_without_customer"],
-        "net": summary["spend_in"] - sum(float(m["net"] or 0) for m in summary["missing"]),
+        "net": summary["spend_in"] - _missing_spend(summary),
     }
     known = F.col("customer").isNotNull()
     for column, total in totals.items():
@@ -361,6 +361,11 @@ def _share(part: float | None, total: float) -> float:
     return round(float(part or 0) / total, 4) if total > 0 else 0.0
 
 
+def _missing_spend(summary: dict) -> float:
+    """The net spend of the lines without a real customer id."""
+    return sum(float(m["net"] or 0) for m in summary["missing"])
+
+
 def _missing_ids(missing: Sequence[Row]) -> dict[str, int]:
     """Order lines per id as written that was read as missing, the most frequent first."""
     counts: dict[str, int] = {}
@@ -382,9 +387,7 @@ def _report(
         rows_in=int(summary["rows_in"]),
         rows_without_customer=int(summary["rows_without_customer"]),
         missing_ids=_missing_ids(summary["missing"]),
-        missing_id_spend_share=_share(
-            sum(float(m["net"] or 0) for m in summary["missing"]), float(summary["spend_in"])
-        ),
+        missing_id_spend_share=_share(_missing_spend(summary), float(summary["spend_in"])),
         unparseable_dates=int(summary["unparseable_dates"]),
         unparseable_examples=examples,
         unreadable_amounts=int(summary["unreadable_amounts"]),
@@ -427,7 +430,7 @@ def _reference_day(report: TransactionReport, chosen: date | None) -> date:
     return reference
 
 
-def line_attributes(df: DataFrame, roles: Mapping[str, str]) -> list[str]:
+def _line_attributes(df: DataFrame, roles: Mapping[str, str]) -> list[str]:
     """The log's columns that describe the customer's lines (Country, channel, store): text
     (mostly not numbers) with 2 to MAX_LINE_ATTRIBUTE_VALUES distinct values, not a role and not
     the product (its description or stock code). One pass over the log."""
@@ -541,7 +544,7 @@ def build_customer_table(
         report = _report(df, roles, fmt, by_prefix, summary)
         report.dominant_id = _dominant_id(per_customer, summary)
         report.reference_date = _reference_day(report, reference_date)
-        attributes = line_attributes(df, roles)
+        attributes = _line_attributes(df, roles)
         customers = _with_line_attributes(
             _customers(per_customer, report.reference_date),
             df,
