@@ -36,6 +36,11 @@ OUTLIER_HELP = {
     "remove": "Drop customers outside the fences",
     "none": "Leave values as they are",
 }
+UPLOAD_HELP = (
+    "A customer table: one row per customer (Age, Spend, Recency, Frequency, …). An order log: "
+    "one row per order line (customer id, order id, date, amount or quantity × unit price), "
+    "such as a shop's invoice export."
+)
 
 st.title("Upload customer data")
 limit = st.get_option("server.maxUploadSize")
@@ -46,11 +51,6 @@ st.markdown(
     f"**{limit} MB**. Columns Age, Spend, Recency and Frequency are found under common names "
     "(e.g. `total_spend`, `days_since_last_order`); other columns such as Category or Region are "
     "kept and profiled."
-)
-UPLOAD_HELP = (
-    "A customer table: one row per customer (Age, Spend, Recency, Frequency, …). An order log: "
-    "one row per order line (customer id, order id, date, amount or quantity × unit price), "
-    "such as a shop's invoice export."
 )
 roots = data_roots()
 by_location = (
