@@ -39,6 +39,7 @@ from segmentation.spark_engine import engine_failure
 from segmentation.sql import quoted
 
 MAX_CATEGORIES = 50
+EXACT_DISTINCT_ROWS = 100_000  # up to this many rows, distinct values are counted, not estimated
 QUINTILES = (0.2, 0.4, 0.6, 0.8)  # the cut points of RFM scores
 # Of each feature, from one sketch: quartiles for the outlier fences and the imputation, quintiles.
 QUANTILES = (0.2, 0.25, 0.4, 0.5, 0.6, 0.75, 0.8)
@@ -65,7 +66,7 @@ class ColumnProfile:
     skewness: float | None = None
     quintiles: list[float] | None = None  # 20th, 40th, 60th and 80th percentiles (RFM scores)
     bad_examples: list[str] = field(default_factory=list)
-    distinct_exact: bool = False  # the id column's count, known exactly from the duplicate check
+    distinct_exact: bool = False  # counted (a small table, or the id column), not estimated
 
 
 @dataclass
@@ -368,7 +369,7 @@ def _aggregate(
             f"m{i}", customer_id_expr(parsed, f"r{i}", table.missing_ids).isNull()
         )
     aggs = ["count(1) AS __rows"]
-    sketches = []
+    sketches, others = [], []
     for i, column in enumerate(columns):
         aggs += [
             f"sum(CAST(m{i} AS INT)) AS m{i}",
@@ -381,14 +382,18 @@ def _aggregate(
             aggs.append(f"skewness(v{i}) AS s{i}")
             sketches.append(f"{quantiles_of(f'v{i}')} AS q{i}")
         else:  # other columns: how many distinct values, to find categories
-            sketches.append(f"approx_count_distinct(r{i}) AS d{i}")
+            others.append(i)
     try:
         # Sums, minima and maxima compile to fast code, which sketches turn off for a whole
         # aggregation: two passes, and the second reads what the first one cached.
-        return {
-            **parsed.agg(*map(F.expr, aggs), *ragged_aggregates(table)).collect()[0].asDict(),
-            **parsed.selectExpr(*sketches).collect()[0].asDict(),
-        }
+        counted = parsed.agg(*map(F.expr, aggs), *ragged_aggregates(table)).collect()[0].asDict()
+        # A small table's distinct values are counted exactly (an estimate can say 3 for 4).
+        counted["__exact_distinct"] = counted["__rows"] <= EXACT_DISTINCT_ROWS
+        count = (
+            "count(DISTINCT r{0})" if counted["__exact_distinct"] else "approx_count_distinct(r{0})"
+        )
+        sketches += [f"{count.format(i)} AS d{i}" for i in others]
+        return {**counted, **parsed.selectExpr(*sketches).collect()[0].asDict()}
     except Exception as exc:
         if engine_failure(exc):  # not the file's fault: the job's error says what happened
             raise
@@ -415,6 +420,7 @@ def column_profiles(counted: Mapping[str, Any], columns: Sequence[str]) -> dict[
             minimum=counted[f"lo{i}"],
             maximum=counted[f"hi{i}"],
             distinct=counted.get(f"d{i}"),
+            distinct_exact=bool(counted.get("__exact_distinct")),
             q1=quantiles.get(0.25),
             median=quantiles.get(0.5),
             q3=quantiles.get(0.75),

@@ -125,8 +125,8 @@ def test_report_table_rows_name_roles(spark):
     rows = {r["column"]: r for r in report.column_rows()}
     assert rows["Spend"]["role"] == "Spend" and rows["Spend"]["type"] == "numeric"
     assert rows["Region"]["type"] == "text"
-    # The id column's count is exact (the duplicate check knows it); others are estimates.
-    assert rows["CustomerID"]["distinct"] == "30" and rows["Region"]["distinct"] == "about 4"
+    # Counted in a small table (an estimate says 3 for these 4 regions).
+    assert rows["CustomerID"]["distinct"] == "30" and rows["Region"]["distinct"] == "4"
 
 
 def test_placeholder_ids_are_missing_ids_not_one_repeated_customer(spark, tmp_path):
