@@ -33,7 +33,7 @@ from segmentation.loading import LoadOptions, load_customer_table
 from segmentation.locations import ROOTS_SETTING
 from segmentation.order_log import TRANSACTION_FEATURES, detect_input_kind
 from segmentation.order_report import TransactionReport
-from segmentation.params import SegmentationParams
+from segmentation.params import SegmentationParams, missing_id_list
 from segmentation.reading import read_table
 from segmentation.results import (
     Results,
@@ -299,6 +299,7 @@ def start_assignment(
         date_format=options.date_format,
         reference_date=options.reference_date,
         attributes=options.attributes,
+        missing_ids=options.missing_ids,
     )
     svc = services()
     model = ModelRef(job.id, folder, k, job_label(job))
@@ -465,6 +466,13 @@ def fmt(value: float | None, digits: int = 3) -> str:
 def plain(text: str) -> str:
     """Show uploaded names and values as text: escape Markdown, LaTeX ($) and :icon: syntax."""
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", text)
+
+
+def add_missing_id(key: str, customer_id: str) -> None:
+    """Add an id to the comma-separated ids in the text field `key` (a button's callback, run
+    before the field is drawn again)."""
+    ids = missing_id_list(st.session_state.get(key, ""))
+    st.session_state[key] = ", ".join(dict.fromkeys((*ids, customer_id)))
 
 
 def saved_upload(uploaded) -> Path:

@@ -6,7 +6,8 @@ import ui
 
 st.title("Customer Segmentation Dashboard")
 st.markdown(
-    "Upload your customer table or try the sample: Apache Spark cleans it, scales it and groups "
+    "Upload your customer table or order log, or try the sample: Apache Spark cleans it, scales "
+    "it and groups "
     "customers into segments with KMeans. You get named segments, honest quality figures and "
     "charts to act on, from a laptop up to a Spark cluster."
 )
@@ -15,8 +16,8 @@ left, right = st.columns([3, 2], gap="large")
 with left:
     st.subheader("Quick start")
     st.markdown(
-        "1. **Upload** a CSV or Parquet file with one row per customer "
-        "(Age, Spend, Recency, Frequency; other columns are kept).\n"
+        "1. **Upload** a CSV or Parquet file with one row per customer (Age, Spend, Recency, "
+        "Frequency; other columns are kept) or an order log with one row per order line.\n"
         "2. **Check** the validation report, pick the features and the number of segments, start.\n"
         "3. **Explore** the segments on the Results and Visualization pages and download them.\n"
         "4. **Next month**, assign the new export to the same segments (Upload → Assign to an "

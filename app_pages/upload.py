@@ -1,4 +1,5 @@
-"""Upload: a customer table in, a validation report out, then the job's settings and Start."""
+"""Upload: a customer table or order log in, a validation report out, then the job's settings
+and Start."""
 
 from pathlib import Path
 
@@ -9,7 +10,14 @@ from segmentation.columns import ROLE_LABELS
 from segmentation.errors import SegmentationError
 from segmentation.loading import INPUT_KINDS, LoadOptions
 from segmentation.locations import data_roots, resolve_location
-from segmentation.params import MAX_FEATURES, MAX_K, MIN_K, OUTLIER_POLICIES, SegmentationParams
+from segmentation.params import (
+    MAX_FEATURES,
+    MAX_K,
+    MIN_K,
+    OUTLIER_POLICIES,
+    SegmentationParams,
+    missing_id_list,
+)
 from segmentation.preparation import skewed_features
 from segmentation.validation import FEW_NEGATIVES, SKEWED
 
@@ -29,14 +37,21 @@ OUTLIER_HELP = {
     "remove": "Drop customers outside the fences",
     "none": "Leave values as they are",
 }
+UPLOAD_HELP = (
+    "A customer table: one row per customer (Age, Spend, Recency, Frequency, …). An order log: "
+    "one row per order line (customer id, order id, date, amount or quantity × unit price), "
+    "such as a shop's invoice export."
+)
 
 st.title("Upload customer data")
 limit = st.get_option("server.maxUploadSize")
 st.markdown(
-    f"One row per customer, as **CSV** (comma, semicolon or tab separated; may be "
-    f"gzip-compressed) or **Parquet**, up to **{limit} MB**. Columns Age, Spend, Recency and "
-    "Frequency are found under common names (e.g. `total_spend`, `days_since_last_order`); "
-    "other columns such as Category or Region are kept and profiled."
+    "A **customer table** (one row per customer) or an **order log** (one row per order line: "
+    "customer id, date, amount or quantity × unit price; Spark builds the customers), as "
+    f"**CSV** (comma, semicolon or tab separated; may be gzip-compressed) or **Parquet**, up to "
+    f"**{limit} MB**. Columns Age, Spend, Recency and Frequency are found under common names "
+    "(e.g. `total_spend`, `days_since_last_order`); other columns such as Category or Region are "
+    "kept and profiled."
 )
 roots = data_roots()
 by_location = (
@@ -55,7 +70,11 @@ try:
             st.stop()
         path, name = resolve_location(location, roots), location.rstrip("/").rsplit("/", 1)[-1]
     else:
-        uploaded = st.file_uploader("Customer table", type=["csv", "gz", "parquet", "txt", "tsv"])
+        uploaded = st.file_uploader(
+            "Customer table or order log",
+            type=["csv", "gz", "parquet", "txt", "tsv"],
+            help=UPLOAD_HELP,
+        )
         if uploaded is None:
             st.stop()
         path, name = ui.saved_upload(uploaded), uploaded.name
@@ -84,11 +103,19 @@ with st.expander("Customer table or order log", expanded=ui.looks_like_order_log
         type=["csv", "gz", "parquet"],
         help="E.g. Age, Gender, Region per customer id.",
     )
+    missing_ids = st.text_input(
+        "Ids to treat as missing",
+        key="missing-ids",
+        placeholder="e.g. 99999, WALKIN",
+        help="Customer ids that stand for no customer (a till, guest or test account), comma-"
+        "separated. They are left out like '(blank)', 'N/A', 'guest' or '0', which always are.",
+    )
 load = LoadOptions(
     kind,
     date_format,
     reference.isoformat() if reference else None,
     str(ui.saved_upload(attributes)) if attributes else None,
+    missing_id_list(missing_ids),
 )
 try:
     base, origin = ui.validation(str(path), MIN_K, None, (), load)
@@ -216,8 +243,18 @@ if report is None:  # nothing numeric to choose: say why (e.g. no rows), else wh
 else:
     for problem in report.errors:
         st.error(ui.plain(problem.message), icon=":material/error:")
+    dominant = origin.dominant_id if origin else None
     for message in origin.messages() if origin else []:
-        st.info(ui.plain(message), icon=":material/receipt_long:")
+        if dominant and message == dominant.message():
+            st.warning(ui.plain(message), icon=":material/warning:")
+            st.button(
+                f"Treat '{dominant.customer_id}' as missing",
+                on_click=ui.add_missing_id,
+                args=("missing-ids", dominant.customer_id),
+                icon=":material/person_off:",
+            )
+        else:
+            st.info(ui.plain(message), icon=":material/receipt_long:")
     for problem in report.warnings:
         st.warning(ui.plain(problem.message), icon=":material/warning:")
     if report.ok and not report.warnings:
@@ -244,6 +281,7 @@ if st.button(
         date_format=load.date_format,
         reference_date=load.reference_date,
         attributes=load.attributes,
+        missing_ids=load.missing_ids,
     )
     ui.start_job(path, name, params)
     st.switch_page(ui.MONITOR)

@@ -176,6 +176,14 @@ def _add_input_options(command: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="order log: a table of customer attributes (e.g. Age, Region) to join",
     )
+    command.add_argument(
+        "--missing-ids",
+        type=_csv_list,
+        default=(),
+        metavar="ID[,ID...]",
+        help="customer ids that stand for no customer (a till or guest account), read as missing "
+        "like '(blank)' or 'N/A'",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -199,6 +207,7 @@ def _run(args: argparse.Namespace) -> int:
         date_format=args.date_format,
         reference_date=args.reference_date,
         attributes=args.customers,
+        missing_ids=args.missing_ids,
     )
     sniff(args.input)  # a missing, empty or binary file fails here, before Spark starts
     out = args.out or Path("segmentation-results") / (
@@ -218,7 +227,9 @@ def _score(args: argparse.Namespace) -> int:
     from segmentation.spark_engine import get_spark
 
     sniff(args.input)
-    options = LoadOptions(args.input_kind, args.date_format, args.reference_date, args.customers)
+    options = LoadOptions(
+        args.input_kind, args.date_format, args.reference_date, args.customers, args.missing_ids
+    )
     result = run_scoring(get_spark(), args.model, args.input, args.out, args.k, options)
     source = result.manifest.model_source
     assert source is not None  # an assignment names its model

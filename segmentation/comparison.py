@@ -212,7 +212,9 @@ def _read_run(spark: SparkSession, folder: Path) -> _Run:
     spend = mapping.get("spend")
     customers = table.select(
         # As runs read them: '17850.0' is customer 17850, '$1,550.00' is 1550.
-        customer_id_expr(table, mapping["customer_id"]).alias("customer_id"),
+        customer_id_expr(table, mapping["customer_id"], results.manifest.params.missing_ids).alias(
+            "customer_id"
+        ),
         F.trim(F.col(f"`{columns['segment']}`")).alias("segment"),
         (number_expr(table, spend) if spend else F.lit(None)).cast("double").alias("spend"),
     ).where(F.length("customer_id") > 0)

@@ -5,7 +5,7 @@ built from an order log (with an attribute table joined in).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from pyspark.sql import functions as F
@@ -22,12 +22,14 @@ INPUT_KINDS = ("auto", "customers", "transactions")
 @dataclass(frozen=True)
 class LoadOptions:
     """How an input becomes a customer table: what the file is and, for an order log, how its
-    dates read, the day Recency counts to (ISO) and a customer attributes table to join."""
+    dates read, the day Recency counts to (ISO) and a customer attributes table to join; and
+    ids that stand for no customer (a till or guest account), read as missing like '(blank)'."""
 
     input_kind: str = "auto"
     date_format: str | None = None
     reference_date: str | None = None
     attributes: str | None = None
+    missing_ids: tuple[str, ...] = ()
 
     @property
     def reference_day(self) -> date | None:
@@ -54,10 +56,15 @@ def load_customer_table(
     table = read_table(spark, source, keep_malformed=True)
     kind = detect_input_kind(table.columns) if input_kind == "auto" else input_kind
     if kind == "customers":
-        return table, None
+        return replace(table, missing_ids=options.missing_ids), None
     log = table.df.select(*[F.col(f"`{c}`") for c in table.columns])
     customers, report = build_customer_table(
-        log, roles, options.reference_day, options.date_format, cache=cache
+        log,
+        roles,
+        options.reference_day,
+        options.date_format,
+        missing_ids=options.missing_ids,
+        cache=cache,
     )
     report.detected = input_kind == "auto"
     if options.attributes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Row
 from pyspark.sql import functions as F
 
 from segmentation.columns import CUSTOMER_ID_ALIASES, detect_mapping, match_roles, normalise
@@ -24,9 +24,10 @@ from segmentation.order_dates import (
     date_sample,
     unparseable_examples,
 )
-from segmentation.order_report import TransactionReport
+from segmentation.order_report import DominantId, TransactionReport
 from segmentation.reading import (
     customer_id_expr,
+    id_as_written,
     number_expr,
     text_expr,
 )
@@ -99,6 +100,30 @@ ALIASES = {
 
 
 CANCELLED_PREFIX_SHARE = 0.5  # above this share of "C…" order ids, "C" is a naming scheme
+# One id is named as probably no customer at all when it holds this share of the lines or the
+# spend and this many times the next customer's, among at least this many customers.
+DOMINANT_SHARE = 0.05
+DOMINANT_TIMES = 5.0
+DOMINANT_MIN_CUSTOMERS = 20
+# Text columns of a log that describe the product, not the customer: never carried to customers.
+PRODUCT_COLUMNS = (
+    "description",
+    "stockcode",
+    "productcode",
+    "product",
+    "productname",
+    "productid",
+    "item",
+    "itemname",
+    "itemcode",
+    "itemid",
+    "sku",
+    "barcode",
+    "ean",
+    "upc",
+)
+MAX_LINE_ATTRIBUTE_VALUES = 50  # as many as a category to profile segments by
+CUSTOMER_COLUMNS = ("CustomerID", "Recency", "Frequency", "Spend", "Tenure", "AvgOrderValue")
 
 
 def detect_roles(
@@ -160,10 +185,18 @@ def _cancelled_by_prefix(orders: Sequence[str]) -> bool:
 
 
 def _order_lines(
-    df: DataFrame, roles: Mapping[str, str], date_format: DateFormat, by_prefix: bool
+    df: DataFrame,
+    roles: Mapping[str, str],
+    date_format: DateFormat,
+    by_prefix: bool,
+    missing_ids: Sequence[str] = (),
 ) -> DataFrame:
-    """One row per order line with the columns the aggregation needs, flags included."""
-    customer = customer_id_expr(df, roles["customer_id"])
+    """One row per order line with the columns the aggregation needs, flags included.
+
+    A line without a real customer id keeps its id as written (`missing_id`: '(blank)', 'N/A',
+    '' …) and its value, so the report can say what was left out and how much it was worth.
+    """
+    customer = customer_id_expr(df, roles["customer_id"], missing_ids)
     order = text_expr(df, roles["order_id"]) if "order_id" in roles else F.lit(None).cast("string")
     day = date_expr(df, roles["date"], date_format)
     quantity = number_expr(df, roles["quantity"]) if "quantity" in roles else F.lit(None)
@@ -173,6 +206,7 @@ def _order_lines(
         amount = quantity * number_expr(df, roles["unit_price"])
     lines = df.select(
         customer.alias("customer"),
+        F.when(customer.isNull(), id_as_written(df, roles["customer_id"])).alias("missing_id"),
         order.alias("order"),
         day.alias("day"),
         amount.cast("double").alias("amount"),
@@ -182,9 +216,11 @@ def _order_lines(
     cancelled = F.coalesce(cancelled, F.lit(False))
     is_return = cancelled | (F.col("amount") < 0) | F.coalesce(F.col("quantity") < 0, F.lit(False))
     has_customer = F.col("customer").isNotNull()
-    usable = has_customer & F.col("day").isNotNull() & F.col("amount").isNotNull()
+    readable = F.col("day").isNotNull() & F.col("amount").isNotNull()
+    usable = has_customer & readable
     return lines.select(
         "customer",
+        "missing_id",
         # Lines without an order id count as one order per customer and day.
         F.coalesce("order", F.col("day").cast("string")).alias("order"),
         "day",
@@ -197,6 +233,10 @@ def _order_lines(
         # A line is a return or cancellation only when it says so: a free or fully discounted
         # item (amount 0) is a purchase with no spend.
         (usable & ~is_return).alias("purchase"),
+        # What the line adds to spend: returns and cancellations subtract.
+        F.when(readable, F.when(is_return, -F.abs("amount")).otherwise(F.col("amount"))).alias(
+            "value"
+        ),
     )
 
 
@@ -205,9 +245,9 @@ def _int_sum(flag: str) -> Column:
 
 
 def _per_customer(lines: DataFrame) -> DataFrame:
-    """Aggregate order lines to orders, then orders to customers (the null customer included)."""
-    value = F.when(F.col("is_return"), -F.abs("amount")).otherwise(F.col("amount"))
-    orders = lines.groupBy("customer", "order").agg(
+    """Aggregate order lines to orders, then orders to customers; lines without a real id form
+    one row per id as written (customer null)."""
+    orders = lines.groupBy("customer", "missing_id", "order").agg(
         F.count(F.lit(1)).alias("lines"),
         _int_sum("bad_date").alias("bad_dates"),
         _int_sum("bad_amount").alias("bad_amounts"),
@@ -216,7 +256,7 @@ def _per_customer(lines: DataFrame) -> DataFrame:
         F.sum(F.when(F.col("is_return"), F.abs("amount"))).alias("return_value"),
         F.max(F.col("cancelled").cast("int")).alias("cancelled"),
         F.max(F.col("purchase").cast("int")).alias("purchased"),
-        F.sum(F.when(F.col("usable"), value)).alias("net"),
+        F.sum("value").alias("net"),
         F.sum(F.when(F.col("purchase"), F.col("amount"))).alias("gross"),
         F.min(F.when(F.col("purchase"), F.col("day"))).alias("first_purchase"),
         F.max(F.when(F.col("purchase"), F.col("day"))).alias("last_purchase"),
@@ -224,7 +264,7 @@ def _per_customer(lines: DataFrame) -> DataFrame:
         F.max(F.when(F.col("usable"), F.col("day"))).alias("last_line"),
     )
     sums = ("lines", "bad_dates", "bad_amounts", "usable_lines", "return_lines", "return_value")
-    return orders.groupBy("customer").agg(
+    return orders.groupBy("customer", "missing_id").agg(
         *[F.sum(c).alias(c) for c in sums],
         F.sum("cancelled").alias("cancelled_invoices"),
         F.sum("purchased").alias("frequency"),
@@ -260,8 +300,78 @@ def _summary(per_customer: DataFrame) -> dict:
         total("net", returns_only).alias("returns_only_value"),
         F.min(F.when(known, F.col("first_line"))).alias("first_date"),
         F.max(F.when(known, F.col("last_line"))).alias("last_date"),
+        total("net", F.lit(True)).alias("spend_in"),
+        F.collect_list(F.when(~known, F.struct("missing_id", "lines", "net"))).alias("missing"),
+        F.count_if(known).alias("ids"),
+        *_largest(known, "lines"),
+        *_largest(known, "net"),
     ).collect()[0]
     return row.asDict()
+
+
+def _largest(known: Column, column: str) -> list[Column]:
+    """The id with the largest `column` (lines or net spend) and that value."""
+    value = F.when(known, F.col(column))
+    return [
+        F.max_by("customer", value).alias(f"top_{column}_id"),
+        F.max(value).alias(f"top_{column}"),
+    ]
+
+
+def _dominant_id(per_customer: DataFrame, summary: dict) -> DominantId | None:
+    """The id holding an implausible share of the lines or the spend, if any: at least
+    DOMINANT_SHARE of them and DOMINANT_TIMES the next customer's, among at least
+    DOMINANT_MIN_CUSTOMERS customers. A real shop's best customer is a few times the next one and
+    a fraction of a percent of the total; a till or guest account holds a large part of it."""
+    if summary["ids"] < DOMINANT_MIN_CUSTOMERS:
+        return None
+    totals = {
+        "lines": summary["rows_in"] - summary["rows_without_customer"],
+        "net": summary["spend_in"] - _missing_spend(summary),
+    }
+    known = F.col("customer").isNotNull()
+    for column, total in totals.items():
+        top, largest = summary[f"top_{column}_id"], summary[f"top_{column}"]
+        if top is None or _share(largest, total) < DOMINANT_SHARE:
+            continue
+        others = per_customer.where(known & (F.col("customer") != top))
+        second = others.agg(F.max(column)).collect()[0][0] or 0
+        if second <= 0 or largest >= DOMINANT_TIMES * second:
+            row = per_customer.where(F.col("customer") == top).select("lines", "net").first()
+            assert row is not None  # the id was found in this table
+            return DominantId(
+                customer_id=str(top),
+                lines=int(row["lines"]),
+                line_share=_share(row["lines"], totals["lines"]),
+                spend_share=_share(row["net"], totals["net"]),
+                times_next=round(largest / second, 1) if second > 0 else None,
+                basis="order lines" if column == "lines" else "spend",
+            )
+    return None
+
+
+def _listed(columns: Sequence[str]) -> str:
+    """'Country' or 'Country and Channel'."""
+    named = [f"'{c}'" for c in columns]
+    return ", ".join(named[:-1]) + " and " + named[-1] if len(named) > 1 else named[0]
+
+
+def _share(part: float | None, total: float) -> float:
+    """`part` as a share of `total` (0 when the total is not positive)."""
+    return round(float(part or 0) / total, 4) if total > 0 else 0.0
+
+
+def _missing_spend(summary: dict) -> float:
+    """The net spend of the lines without a real customer id."""
+    return sum(float(m["net"] or 0) for m in summary["missing"])
+
+
+def _missing_ids(missing: Sequence[Row]) -> dict[str, int]:
+    """Order lines per id as written that was read as missing, the most frequent first."""
+    counts: dict[str, int] = {}
+    for row in missing:
+        counts[row["missing_id"]] = counts.get(row["missing_id"], 0) + int(row["lines"])
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _report(
@@ -276,6 +386,8 @@ def _report(
     report = TransactionReport(
         rows_in=int(summary["rows_in"]),
         rows_without_customer=int(summary["rows_without_customer"]),
+        missing_ids=_missing_ids(summary["missing"]),
+        missing_id_spend_share=_share(_missing_spend(summary), float(summary["spend_in"])),
         unparseable_dates=int(summary["unparseable_dates"]),
         unparseable_examples=examples,
         unreadable_amounts=int(summary["unreadable_amounts"]),
@@ -318,6 +430,61 @@ def _reference_day(report: TransactionReport, chosen: date | None) -> date:
     return reference
 
 
+def _line_attributes(df: DataFrame, roles: Mapping[str, str]) -> list[str]:
+    """The log's columns that describe the customer's lines (Country, channel, store): text
+    (mostly not numbers) with 2 to MAX_LINE_ATTRIBUTE_VALUES distinct values, not a role and not
+    the product (its description or stock code). One pass over the log."""
+    taken = {c.lower() for c in (*roles.values(), *CUSTOMER_COLUMNS)}
+    candidates = [
+        c
+        for c in df.columns
+        if c.lower() not in taken and not normalise(c).endswith(PRODUCT_COLUMNS)
+    ]
+    if not candidates:
+        return []
+    counts = df.agg(
+        *[
+            aggregate
+            for i, column in enumerate(candidates)
+            for aggregate in (
+                F.approx_count_distinct(text_expr(df, column)).alias(f"d{i}"),
+                F.count(text_expr(df, column)).alias(f"t{i}"),
+                F.count(number_expr(df, column)).alias(f"n{i}"),
+            )
+        ]
+    ).first()
+    assert counts is not None  # an aggregate has one row
+    return [
+        column
+        for i, column in enumerate(candidates)
+        if 1 < counts[f"d{i}"] <= MAX_LINE_ATTRIBUTE_VALUES
+        and counts[f"n{i}"] * 2 < counts[f"t{i}"]
+    ]
+
+
+def _with_line_attributes(
+    customers: DataFrame, df: DataFrame, customer: Column, attributes: Sequence[str]
+) -> DataFrame:
+    """Each customer's most frequent value of each line attribute, ties broken by the
+    alphabetically first value, so a run gives the same answer every time."""
+    for column in attributes:
+        value = text_expr(df, column)
+        counted = (
+            df.select(customer.alias("__customer"), value.alias("__value"))
+            .where("__customer IS NOT NULL AND __value IS NOT NULL")
+            .groupBy("__customer", "__value")
+            .count()
+        )
+        # The smallest (-count, value): the most lines, then the first value alphabetically.
+        mode = counted.groupBy("__customer").agg(
+            F.min_by("__value", F.struct(-F.col("count"), F.col("__value"))).alias(column)
+        )
+        customers = customers.join(
+            mode, customers["CustomerID"] == mode["__customer"], "left"
+        ).drop("__customer")
+    return customers
+
+
 def _customers(per_customer: DataFrame, reference: date) -> DataFrame:
     """One row per buying customer with the RFM figures, tenure and average order value."""
     at = F.lit(reference)
@@ -342,6 +509,7 @@ def build_customer_table(
     reference_date: date | None = None,
     date_format: str | None = None,
     *,
+    missing_ids: Sequence[str] = (),
     cache: bool = False,
 ) -> tuple[DataFrame, TransactionReport]:
     """Turn an order log into one row per customer: CustomerID, Recency, Frequency, Spend,
@@ -353,7 +521,9 @@ def build_customer_table(
     purchase to `reference_date` (default: the day after the latest date in the log).
     Frequency counts distinct order ids with a purchase (distinct purchase days without an
     order id); AvgOrderValue is the gross purchase amount per order. Customers with only
-    returns are left out and counted in the report.
+    returns are left out and counted in the report. Lines whose id is missing, a placeholder
+    ('(blank)', 'N/A', 'guest', …) or one of `missing_ids` are left out and counted by id as
+    written; one id holding an implausible share of the log is named (report.dominant_id).
 
     With `cache=True` the returned table is cached (the caller unpersists it), so the log is
     read once for both the report and everything after it; otherwise it stays lazy.
@@ -366,13 +536,26 @@ def build_customer_table(
     sample, orders = date_sample(df, roles)
     fmt = choose_date_format(df, roles, date_format, sample)
     by_prefix = "order_id" in roles and _cancelled_by_prefix(orders)
-    per_customer = _per_customer(_order_lines(df, roles, fmt, by_prefix))
+    per_customer = _per_customer(_order_lines(df, roles, fmt, by_prefix, missing_ids))
     if cache:
         per_customer = per_customer.cache()
     try:
-        report = _report(df, roles, fmt, by_prefix, _summary(per_customer))
+        summary = _summary(per_customer)
+        report = _report(df, roles, fmt, by_prefix, summary)
+        report.dominant_id = _dominant_id(per_customer, summary)
         report.reference_date = _reference_day(report, reference_date)
-        customers = _customers(per_customer, report.reference_date)
+        attributes = _line_attributes(df, roles)
+        customers = _with_line_attributes(
+            _customers(per_customer, report.reference_date),
+            df,
+            customer_id_expr(df, roles["customer_id"], missing_ids),
+            attributes,
+        )
+        if attributes:
+            report.notes.append(
+                f"Carried from the order lines to each customer: {_listed(attributes)}, as the "
+                "customer's most frequent value (on a tie, the alphabetically first)."
+            )
         if cache:
             # Cache the small result, fill it from the per-customer cache, then free that.
             customers = customers.cache()

@@ -51,6 +51,34 @@ class AttributeJoin:
         return lines
 
 
+@dataclass(frozen=True)
+class DominantId:
+    """One customer id holding an implausible share of an order log: probably a till, guest or
+    placeholder account rather than a customer (order_log.DOMINANT_SHARE says when)."""
+
+    customer_id: str
+    lines: int
+    line_share: float  # of the lines with a customer id
+    spend_share: float  # of their net spend
+    times_next: float | None  # its lines or spend over the next customer's (None: no other buys)
+    basis: str  # what it dominates: "order lines" or "spend"
+
+    def message(self) -> str:
+        """The warning, with how to treat the id as missing."""
+        times = (
+            f", {self.times_next:,.0f} times the next customer's {self.basis}"
+            if self.times_next
+            else ""
+        )
+        return (
+            f"Customer id '{self.customer_id}' has {_count(self.lines, 'order line')} "
+            f"({_percent(self.line_share)} of the lines) and {_percent(self.spend_share)} of the "
+            f"spend{times}: it probably stands for orders without a customer (a "
+            "till, guest or placeholder account). If so, treat it as missing (Upload page: "
+            f"'Ids to treat as missing'; command line: --missing-ids {self.customer_id})."
+        )
+
+
 @dataclass
 class TransactionReport:
     """What building the customer table did to the order lines, for the analyst and the manifest.
@@ -61,7 +89,7 @@ class TransactionReport:
     """
 
     rows_in: int
-    rows_without_customer: int
+    rows_without_customer: int  # lines whose id is missing or a placeholder (missing_ids)
     unparseable_dates: int
     unparseable_examples: list[str]
     unreadable_amounts: int
@@ -81,16 +109,16 @@ class TransactionReport:
     notes: list[str] = field(default_factory=list)
     detected: bool = False  # the input was recognised as an order log, not declared one
     attributes: AttributeJoin | None = None  # a customer attributes table joined in
+    # Of rows_without_customer: lines per id as written ('' when empty, '(blank)', 'N/A', …),
+    # and their share of the log's net spend.
+    missing_ids: dict[str, int] = field(default_factory=dict)
+    missing_id_spend_share: float = 0.0
+    dominant_id: DominantId | None = None  # one id holding an implausible share of the log
 
     def messages(self) -> list[str]:
         """Warnings and notes an analyst should read before trusting the customer table."""
         lines: list[str] = []
-        if self.rows_without_customer:
-            lines.append(
-                f"{_count(self.rows_without_customer, 'order line')} "
-                f"{_has(self.rows_without_customer)} no customer id (guest orders?) and "
-                f"{_were(self.rows_without_customer)} left out."
-            )
+        lines.extend(self._id_messages())
         if self.unparseable_dates:
             examples = ", ".join(self.unparseable_examples) or "empty values"
             column = self.roles.get("date", "date")
@@ -147,6 +175,36 @@ class TransactionReport:
         if self.attributes:
             lines.extend(self.attributes.messages())
         return lines
+
+    def _id_messages(self) -> list[str]:
+        """Lines left out for want of a real customer id, and an id that is probably none."""
+        found = [self._missing_id_message()] if self.rows_without_customer else []
+        return found + ([self.dominant_id.message()] if self.dominant_id else [])
+
+    def _missing_id_message(self) -> str:
+        """Lines left out for want of a real customer id, naming the placeholders found."""
+        n = self.rows_without_customer
+        written = {token: count for token, count in self.missing_ids.items() if token}
+        if not written:
+            return f"{_count(n, 'order line')} {_has(n)} no customer id (guest orders?) and {_were(n)} left out."
+        named = ", ".join(
+            f"'{token}' {count:,}" if token else f"empty {count:,}"
+            for token, count in self.missing_ids.items()
+        )
+        spend = (
+            f" ({_percent(self.missing_id_spend_share)} of spend)"
+            if self.missing_id_spend_share > 0
+            else ""
+        )
+        return (
+            f"{_count(n, 'order line')}{spend} had no real customer id ({named}) and "
+            f"{_were(n)} left out."
+        )
+
+
+def _percent(share: float) -> str:
+    """14%, or 0.4% below one percent."""
+    return f"{share:.0%}" if share >= 0.01 or share == 0 else f"{share:.1%}"
 
 
 def _count(n: int, noun: str) -> str:

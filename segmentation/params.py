@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
@@ -36,10 +36,17 @@ class SegmentationParams:
     date_format: str | None = None  # of an order log: iso, yyyymmdd, day-first, month-first
     reference_date: str | None = None  # ISO date Recency is counted to (default: day after last)
     attributes: str | None = None  # a customer attributes table joined to an order log
+    missing_ids: tuple[str, ...] = ()  # customer ids read as missing (a till or guest account)
 
     @property
     def load_options(self) -> LoadOptions:
-        return LoadOptions(self.input_kind, self.date_format, self.reference_date, self.attributes)
+        return LoadOptions(
+            self.input_kind,
+            self.date_format,
+            self.reference_date,
+            self.attributes,
+            self.missing_ids,
+        )
 
     def __post_init__(self) -> None:
         if not MIN_K <= self.k <= MAX_K:
@@ -66,6 +73,7 @@ class SegmentationParams:
             object.__setattr__(self, "log_features", tuple(self.log_features))
         object.__setattr__(self, "column_mapping", dict(self.column_mapping))
         object.__setattr__(self, "transaction_roles", dict(self.transaction_roles))
+        object.__setattr__(self, "missing_ids", missing_id_list(self.missing_ids))
         if self.reference_date:
             _check_reference_date(self.reference_date)
 
@@ -75,6 +83,7 @@ class SegmentationParams:
         data["features"] = list(self.features) if self.features else None
         data["log_features"] = None if self.log_features is None else list(self.log_features)
         data["k_range"] = list(self.k_range) if self.k_range else None
+        data["missing_ids"] = list(self.missing_ids)
         return data
 
     @property
@@ -87,6 +96,13 @@ class SegmentationParams:
         """Inverse of to_dict (unknown keys are ignored so old jobs still load)."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+def missing_id_list(ids: Sequence[str] | str) -> tuple[str, ...]:
+    """Ids to treat as missing, from a list or comma-separated text ('99999, WALKIN'): trimmed,
+    blanks and repeats dropped, in the order given."""
+    items = ids.split(",") if isinstance(ids, str) else ids
+    return tuple(dict.fromkeys(str(i).strip() for i in items if str(i).strip()))
 
 
 def _checked_k_range(k_range: tuple[int, int]) -> tuple[int, int]:

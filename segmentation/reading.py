@@ -7,7 +7,7 @@ import gzip
 import io
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,32 @@ NOISE = r"[\s$€£¥%\u00a0'\"’]"  # characters a number may carry: spaces, c
 THOUSANDS = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"  # '1,550' or '1,550.00'
 NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 MISSING_TOKENS = ("", "na", "n/a", "nan", "null", "none", "-", "--", "?", "#n/a", "missing")
+# What exports write where a customer id is unknown, besides the missing-value tokens: a
+# spreadsheet pivot writes '(blank)', shops '0', 'guest' or 'unknown'. Read as missing ids (never
+# as one customer), compared without case and spaces ('Not Available', ' N / A ').
+ID_PLACEHOLDERS = (
+    *MISSING_TOKENS,
+    "(blank)",
+    "blank",
+    "(empty)",
+    "empty",
+    "(null)",
+    "(none)",
+    "nil",
+    "n.a.",
+    "not available",
+    "not applicable",
+    "unknown",
+    "(unknown)",
+    "undefined",
+    "#value!",
+    "#ref!",
+    "0",
+    "-1",
+    "guest",
+    "anonymous",
+    "no id",
+)
 _NOT_A_TABLE = {
     b"PK\x03\x04": "an Excel workbook or another zip archive",
     b"\xd0\xcf\x11\xe0": "an old Excel (.xls) workbook",
@@ -72,6 +98,7 @@ class Table:
     format: SourceFormat
     names: list[str] | None = None  # the input's columns when df carries helper columns too
     unique_ids: bool = False  # one row per customer id by construction (built from an order log)
+    missing_ids: tuple[str, ...] = ()  # ids the analyst says stand for no customer
 
     @property
     def columns(self) -> list[str]:
@@ -505,6 +532,32 @@ def text_expr(df: DataFrame, column: str) -> Column:
     return F.when(~missing_expr(df, column), text)
 
 
-def customer_id_expr(df: DataFrame, column: str) -> Column:
-    """A customer id as clean text (null when missing), the same in order logs and attributes."""
-    return text_expr(df, column)
+def _placeholder_id(text: Column) -> Column:
+    """True where an id's clean text is one of ID_PLACEHOLDERS (case and spaces ignored)."""
+    # Removing spaces and lower-casing copy the text: only values that can be a token pay.
+    starts = sorted({c for t in ID_PLACEHOLDERS if t for c in (t[0].lower(), t[0].upper())})
+    key = F.lower(F.regexp_replace(text, r"\s+", ""))
+    tokens = sorted({t.replace(" ", "") for t in ID_PLACEHOLDERS})
+    return F.substring(text, 1, 1).isin(starts) & key.isin(tokens)
+
+
+def customer_id_expr(df: DataFrame, column: str, missing_ids: Sequence[str] = ()) -> Column:
+    """A customer id as clean text, the same in order logs, customer tables and attributes; null
+    when missing, a placeholder ('(blank)', 'N/A', 'guest', '0', …) or one of `missing_ids` (ids
+    the analyst named as standing for no customer, compared as clean text: '99999' is 99999.0)."""
+    text = text_expr(df, column)
+    missing = _placeholder_id(text)
+    if missing_ids:
+        missing = missing | text.isin([_clean_id(i) for i in missing_ids])
+    return F.when(~missing, text)
+
+
+def _clean_id(value: str) -> str:
+    """An id typed by the analyst as text_expr reads it from a file ('17850.0' is 17850)."""
+    return re.sub(r"^(\d+)\.0+$", r"\1", value.strip())
+
+
+def id_as_written(df: DataFrame, column: str) -> Column:
+    """A customer id's text as the file writes it, trimmed ('' when empty), to name the
+    placeholders that were read as missing ids."""
+    return F.coalesce(F.trim(quoted_column(column).cast("string")), F.lit(""))

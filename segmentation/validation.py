@@ -26,6 +26,8 @@ from segmentation.reading import (
     MALFORMED,
     RaggedRows,
     Table,
+    customer_id_expr,
+    id_as_written,
     missing_expr,
     missing_sql,
     number_expr,
@@ -37,6 +39,7 @@ from segmentation.spark_engine import engine_failure
 from segmentation.sql import quoted
 
 MAX_CATEGORIES = 50
+EXACT_DISTINCT_ROWS = 100_000  # up to this many rows, distinct values are counted, not estimated
 QUINTILES = (0.2, 0.4, 0.6, 0.8)  # the cut points of RFM scores
 # Of each feature, from one sketch: quartiles for the outlier fences and the imputation, quintiles.
 QUANTILES = (0.2, 0.25, 0.4, 0.5, 0.6, 0.75, 0.8)
@@ -63,13 +66,14 @@ class ColumnProfile:
     negatives: int
     minimum: float | None
     maximum: float | None
-    distinct: int | None  # approximate; not counted for features
+    distinct: int | None  # approximate unless distinct_exact; not counted for features
     q1: float | None = None
     median: float | None = None
     q3: float | None = None
     skewness: float | None = None
     quintiles: list[float] | None = None  # 20th, 40th, 60th and 80th percentiles (RFM scores)
     bad_examples: list[str] = field(default_factory=list)
+    distinct_exact: bool = False  # counted (a small table, or the id column), not estimated
 
 
 @dataclass
@@ -162,7 +166,7 @@ class ValidationReport:
                     "negatives": p.negatives if p.kind == "numeric" else None,
                     "min": p.minimum,
                     "max": p.maximum,
-                    "distinct (approx.)": p.distinct,
+                    "distinct": _distinct_text(p),
                 }
             )
         return rows
@@ -234,6 +238,13 @@ def _missing_column(
     return Problem("error", f"{what}.{offer}{todo}", column=name)
 
 
+def _distinct_text(profile: ColumnProfile) -> str | None:
+    """A column's distinct values for the report table: exact ('4,338') or 'about 4,105'."""
+    if profile.distinct is None:
+        return None
+    return f"{profile.distinct:,}" if profile.distinct_exact else f"about {profile.distinct:,}"
+
+
 def _fmt(value: float | None) -> str:
     if value is None:
         return "–"
@@ -279,13 +290,13 @@ def validate(
     columns = table.columns
     mapping = detect_mapping(columns, overrides)
     chosen, problems = _resolve_features(features, columns, mapping)
-    found = profile_table(table, chosen, numbers or {})
+    id_column = mapping.get("customer_id")
+    found = profile_table(table, chosen, numbers or {}, id_column)
     rows, profiles = found.rows, found.profiles
     if rows == 0:
         return ValidationReport(
             table.format.describe(), 0, columns, mapping, [], [], profiles, [no_rows_problem()]
         )
-    id_column = mapping.get("customer_id")
     problems += row_count_problems(rows, k)
 
     examples = _bad_values_of(table, text_features(chosen, profiles, id_column), id_column)
@@ -299,10 +310,10 @@ def validate(
         profiles[column].bad_examples = _quoted(examples[column])
     problems += repair_problems([profiles[c] for c in usable], examples, rows)
 
-    duplicates, repeated = (
-        _duplicate_ids(table, id_column) if id_column and not table.unique_ids else (0, "")
-    )
-    problems += duplicate_id_problems(id_column, duplicates, repeated)
+    duplicates = _checked_ids(table, id_column, profiles, rows) if id_column else None
+    if id_column and duplicates:
+        problems += placeholder_id_problems(id_column, duplicates.placeholders)
+        problems += duplicate_id_problems(id_column, duplicates.repeated, duplicates.examples)
     # How the file was laid out comes first: it can explain the findings about values.
     ragged = ragged_rows(table, found.counted if MALFORMED in table.df.columns else None)
     problems[:0] = ragged_problems(ragged) + header_problems(
@@ -317,21 +328,29 @@ def validate(
         categorical=categorical_columns(columns, profiles, id_column),
         profiles=profiles,
         problems=problems,
-        duplicate_ids=duplicates,
+        duplicate_ids=duplicates.repeated if duplicates else 0,
     )
 
 
 # ---- the pass over the data ---------------------------------------------------------------
 
 
-def profile_table(table: Table, chosen: Sequence[str], numbers: Mapping[str, str]) -> TableProfile:
+def profile_table(
+    table: Table,
+    chosen: Sequence[str],
+    numbers: Mapping[str, str],
+    id_column: str | None = None,
+) -> TableProfile:
     """Profile every column in one Spark pass (quartiles for the `chosen` features, distinct
-    counts for the other columns); the rules below work on its plain values."""
-    counted = _aggregate(table, chosen, numbers)
+    counts for the other columns); the rules below work on its plain values. The customer id
+    column's missing values include placeholders ('(blank)', 'guest', …: customer_id_expr)."""
+    counted = _aggregate(table, chosen, numbers, id_column)
     return TableProfile(counted["__rows"], column_profiles(counted, table.columns), counted)
 
 
-def _aggregate(table: Table, chosen: Sequence[str], numbers: Mapping[str, str]) -> dict[str, Any]:
+def _aggregate(
+    table: Table, chosen: Sequence[str], numbers: Mapping[str, str], id_column: str | None
+) -> dict[str, Any]:
     """Per column `i`: missing (m), non-numeric (x) and negative (n) counts, minimum (lo) and
     maximum (hi); skewness (s) and quantiles (q) of features, distinct values (d) of others."""
     df = table.df
@@ -351,8 +370,13 @@ def _aggregate(table: Table, chosen: Sequence[str], numbers: Mapping[str, str]) 
         ],
         *[quoted(c) for c in df.columns if c == MALFORMED],
     )
+    if id_column in columns:
+        i = columns.index(id_column)
+        parsed = parsed.withColumn(
+            f"m{i}", customer_id_expr(parsed, f"r{i}", table.missing_ids).isNull()
+        )
     aggs = ["count(1) AS __rows"]
-    sketches = []
+    sketches, others = [], []
     for i, column in enumerate(columns):
         aggs += [
             f"sum(CAST(m{i} AS INT)) AS m{i}",
@@ -365,14 +389,18 @@ def _aggregate(table: Table, chosen: Sequence[str], numbers: Mapping[str, str]) 
             aggs.append(f"skewness(v{i}) AS s{i}")
             sketches.append(f"{quantiles_of(f'v{i}')} AS q{i}")
         else:  # other columns: how many distinct values, to find categories
-            sketches.append(f"approx_count_distinct(r{i}) AS d{i}")
+            others.append(i)
     try:
         # Sums, minima and maxima compile to fast code, which sketches turn off for a whole
         # aggregation: two passes, and the second reads what the first one cached.
-        return {
-            **parsed.agg(*map(F.expr, aggs), *ragged_aggregates(table)).collect()[0].asDict(),
-            **parsed.selectExpr(*sketches).collect()[0].asDict(),
-        }
+        counted = parsed.agg(*map(F.expr, aggs), *ragged_aggregates(table)).collect()[0].asDict()
+        # A small table's distinct values are counted exactly (an estimate can say 3 for 4).
+        counted["__exact_distinct"] = counted["__rows"] <= EXACT_DISTINCT_ROWS
+        count = (
+            "count(DISTINCT r{0})" if counted["__exact_distinct"] else "approx_count_distinct(r{0})"
+        )
+        sketches += [f"{count.format(i)} AS d{i}" for i in others]
+        return {**counted, **parsed.selectExpr(*sketches).collect()[0].asDict()}
     except Exception as exc:
         if engine_failure(exc):  # not the file's fault: the job's error says what happened
             raise
@@ -399,6 +427,7 @@ def column_profiles(counted: Mapping[str, Any], columns: Sequence[str]) -> dict[
             minimum=counted[f"lo{i}"],
             maximum=counted[f"hi{i}"],
             distinct=counted.get(f"d{i}"),
+            distinct_exact=bool(counted.get("__exact_distinct")),
             q1=quantiles.get(0.25),
             median=quantiles.get(0.5),
             q3=quantiles.get(0.75),
@@ -617,6 +646,23 @@ def negative_problems(profile: ColumnProfile, rows: int) -> list[Problem]:
     ]
 
 
+def placeholder_id_problems(id_column: str, placeholders: Mapping[str, int]) -> list[Problem]:
+    """Ids such as '(blank)' or 'N/A' (with their rows), read as customers without an id."""
+    if not placeholders:
+        return []
+    rows = sum(placeholders.values())
+    named = ", ".join(f"'{token}' ×{count:,}" for token, count in placeholders.items())
+    return [
+        Problem(
+            "warning",
+            f"{rows:,} row{'s' * (rows != 1)} in '{id_column}' {'have' if rows != 1 else 'has'} "
+            f"no real customer id ({named}); read as missing ids (customers without an id), "
+            "not as one customer.",
+            id_column,
+        )
+    ]
+
+
 def duplicate_id_problems(id_column: str | None, duplicates: int, examples: str) -> list[Problem]:
     """Customer ids that appear more than once (`examples`: a few of them with their counts)."""
     if not id_column or not duplicates:
@@ -771,28 +817,73 @@ def _decimal_comma_hint(values: list[BadValue]) -> str:
     )
 
 
-def _duplicate_ids(table: Table, id_column: str) -> tuple[int, str]:
-    """How many ids appear more than once, and a few of them with their counts.
+@dataclass(frozen=True)
+class IdCheck:
+    """What checking the customer ids found: placeholders read as missing ids, repeated ids."""
+
+    placeholders: dict[str, int]  # id as written ('(blank)', 'N/A') -> rows
+    repeated: int  # ids that appear more than once
+    examples: str  # a few of them with their counts
+    extra_rows: int  # rows beyond each id's first
+
+
+def _checked_ids(
+    table: Table, id_column: str, profiles: dict[str, ColumnProfile], rows: int
+) -> IdCheck:
+    """Placeholder and repeated customer ids; sets the id column's exact distinct count (the
+    duplicate check knows it, where the profile's count is approximate)."""
+    profile = profiles[id_column]
+    if table.unique_ids:  # built from an order log: one row per clean id
+        found = IdCheck({}, 0, "", 0)
+    else:
+        placeholders = _placeholder_ids(table, id_column) if profile.missing else {}
+        found = IdCheck(placeholders, *_duplicate_ids(table, id_column))
+    present = rows - profile.missing
+    profiles[id_column] = replace(profile, distinct=present - found.extra_rows, distinct_exact=True)
+    return found
+
+
+def _placeholder_ids(table: Table, id_column: str) -> dict[str, int]:
+    """Rows per id as written that is read as missing though not empty ('(blank)', 'N/A', …),
+    the most frequent first (at most ten)."""
+    df = table.df
+    written = id_as_written(df, id_column)
+    found = (
+        df.where(customer_id_expr(df, id_column, table.missing_ids).isNull() & (written != ""))
+        .groupBy(written.alias("id"))
+        .count()
+        .orderBy(F.desc("count"), "id")
+        .limit(10)
+        .collect()
+    )
+    return {r["id"]: int(r["count"]) for r in found}
+
+
+def _duplicate_ids(table: Table, id_column: str) -> tuple[int, str, int]:
+    """How many ids appear more than once, a few of them with their counts, and the rows beyond
+    each id's first; ids as customer_id_expr reads them (placeholders are no id).
 
     Grouped by a 64-bit hash of the id first, which shuffles far less than the text: when no
     hash repeats, no id does. Only when one does are those rows grouped by the ids themselves
     (a repeated hash may also be two ids that collide).
     """
-    ids = F.col(f"`{id_column}`")
-    present = table.df.where(ids.isNotNull()).withColumn("__hash", F.xxhash64(ids))
+    ids = customer_id_expr(table.df, id_column, table.missing_ids)
+    present = table.df.select(ids.alias("__id")).where("__id IS NOT NULL")
+    present = present.withColumn("__hash", F.xxhash64("__id"))
     repeated_hashes = present.groupBy("__hash").count().where("count > 1").select("__hash")
     if not repeated_hashes.limit(1).count():
-        return 0, ""
+        return 0, "", 0
     repeated = (
         present.join(repeated_hashes, "__hash")
-        .groupBy(ids.alias("id"))
+        .groupBy(F.col("__id").alias("id"))
         .count()
         .where("count > 1")
         .cache()
     )
     try:
-        found = repeated.count()
+        totals = repeated.agg(F.count(F.lit(1)), F.sum(F.col("count") - 1)).first()
+        found, extra = (int(totals[0]), int(totals[1] or 0)) if totals else (0, 0)
         examples = repeated.orderBy(F.desc("count"), "id").limit(3).collect() if found else []
     finally:
         repeated.unpersist()
-    return found, ", ".join(f"'{e['id']}' ×{e['count']}" for e in examples)
+    return found, ", ".join(f"'{e['id']}' ×{e['count']}" for e in examples), extra

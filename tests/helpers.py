@@ -86,3 +86,73 @@ def cdnow_csv(path: Path) -> pd.DataFrame:
     lines = cdnow_lines()
     lines.to_csv(path, index=False)
     return lines
+
+
+def real_shaped_log(path):
+    """A gift-shop export as written: month-first dates with times, prices with thousands
+    separators, a return as a negative quantity, a C-invoice, placeholder ids in several
+    spellings and one till account ('99999') holding 40 of the 100 lines."""
+    header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+    rows = []
+    for n in range(24):  # customers 12346..12369: two lines of 2 × 1,000.00
+        countries = {0: ("France", "Germany"), 1: ("Spain", "Spain")}.get(
+            n, ("United Kingdom",) * 2
+        )
+        for line, country in enumerate(countries):
+            rows.append(
+                (
+                    f"5364{n:02d}",
+                    "85123A",
+                    "WHITE HANGING HEART",
+                    2,
+                    f"12/{1 + n if line == 0 else 13 + n % 15}/2010 {8 + line}:{n:02d}",
+                    "1,000.00",
+                    12346 + n,
+                    country,
+                )
+            )
+    rows += [
+        (
+            "536500",
+            "22423",
+            "REGENCY CAKESTAND",
+            -1,
+            "12/20/2010 10:00",
+            "1,000.00",
+            12347,
+            "Norway",
+        ),
+        ("C536501", "22423", "REGENCY CAKESTAND", -1, "12/21/2010 10:00", "1,000.00", 12348, "UK"),
+        ("536502", "22423", "REGENCY CAKESTAND", 1, "12/22/2010 10:00", "1,250.00", 12349, "UK"),
+    ]
+    rows += [
+        (
+            f"5366{i:02d}",
+            "85123A",
+            "WHITE HANGING HEART",
+            1,
+            f"12/{1 + i % 28}/2010 12:00",
+            "10.00",
+            99999,
+            "United Kingdom",
+        )
+        for i in range(40)
+    ]
+    for i, token in enumerate(
+        ["(blank)"] * 3 + [" (BLANK) ", "N/A", "N/A", " n / a ", "Guest", ""]
+    ):
+        rows.append(
+            (
+                f"5367{i:02d}",
+                "85123A",
+                "WHITE HANGING HEART",
+                1,
+                "12/5/2010 9:30",
+                "1,000.00",
+                token,
+                "EIRE",
+            )
+        )
+    lines = [",".join(f'"{v}"' if "," in str(v) else str(v) for v in row) for row in rows]
+    path.write_text("\n".join([header, *lines]) + "\n")
+    return path

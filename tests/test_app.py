@@ -8,7 +8,7 @@ import os
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import ROOT, SAMPLE, refunds_csv, wait_until
+from tests.helpers import ROOT, SAMPLE, real_shaped_log, refunds_csv, wait_until
 
 PAGES = [
     "app_pages/home.py",
@@ -309,3 +309,22 @@ def test_per_user_mode_keeps_two_visitors_apart(monkeypatch):
 
     first.switch_page("app_pages/results.py").run()
     assert {m.label: m.value for m in first.metric}["Customers"] == "20"
+
+
+@pytest.mark.slow  # four validations of an order log; the figures are pinned in test_transactions
+def test_a_till_account_is_named_and_one_click_treats_it_as_missing(tmp_path):
+    path = real_shaped_log(tmp_path / "gift-shop.csv")
+    at = app().run()
+    at.switch_page("app_pages/upload.py").run()
+    assert at.file_uploader[0].label == "Customer table or order log"
+    at.file_uploader[0].set_value(("gift-shop.csv", path.read_bytes(), "text/csv")).run()
+    assert not at.exception and not at.error
+    warned = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "Customer id '99999' has 40 order lines (44% of the lines)" in warned
+
+    button(at, "Treat '99999' as missing").click().run()
+    assert not at.exception
+    assert at.text_input(key="missing-ids").value == "99999"
+    shown = texts(at).replace("\\", "")
+    assert "Customer id '99999'" not in shown
+    assert "49 order lines (9% of spend) had no real customer id ('99999' 40, '(blank)' 3" in shown

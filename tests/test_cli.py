@@ -157,3 +157,34 @@ def test_the_command_line_says_every_repair_the_run_made(spark, tmp_path, capsys
         "note: No customer lies outside the IQR fences of 'Age', 'Recency' and 'Frequency': none "
         "capped there.",
     ]
+
+
+def test_missing_ids_travel_from_the_command_line_into_the_job(monkeypatch):
+    """--missing-ids reaches the run's parameters (kept in its manifest) and score's options."""
+    from segmentation import cli as command_line
+    from segmentation import pipeline, scoring, spark_engine
+    from segmentation.errors import InputError
+    from segmentation.params import SegmentationParams
+
+    seen = {}
+
+    def stop(name):
+        def record(*args, **kwargs):
+            seen[name] = args
+            raise InputError("stopped here")
+
+        return record
+
+    monkeypatch.setattr(spark_engine, "get_spark", lambda: None)
+    monkeypatch.setattr(pipeline, "run_segmentation", stop("run"))
+    monkeypatch.setattr(scoring, "run_scoring", stop("score"))
+    argv = ["run", str(SAMPLE), "--missing-ids", "99999, WALKIN,99999"]
+    assert command_line.main(argv) == command_line.EXIT_INVALID_INPUT
+    params = seen["run"][2]
+    assert params.missing_ids == ("99999", "WALKIN")
+    assert params.load_options.missing_ids == ("99999", "WALKIN")
+    assert params.to_dict()["missing_ids"] == ["99999", "WALKIN"]
+    assert SegmentationParams.from_dict(params.to_dict()) == params
+    argv = ["score", "model", str(SAMPLE), "--out", "new", "--missing-ids", "0"]
+    assert command_line.main(argv) == command_line.EXIT_INVALID_INPUT
+    assert seen["score"][-1].missing_ids == ("0",)

@@ -65,6 +65,10 @@ def test_every_customer_of_a_real_log_has_the_figures_pandas_computes(cdnow, cdn
     assert origin["returns_only_customers"] == 0
     assert "returned" not in done.stdout
     assert origin["customers"] == lines["customer_id"].nunique() == 23_570
+    # Its whales are ordinary: the biggest spender holds 0.56% of the spend, 1.6 times the next.
+    spend = lines.groupby("customer_id")["dollar_value"].sum().nlargest(2)
+    assert spend.iloc[0] / lines["dollar_value"].sum() < 0.006 and spend.iloc[0] > 13_990
+    assert origin["dominant_id"] is None and origin["missing_ids"] == {}
     found = pd.read_csv(out / "customers.csv", dtype={"CustomerID": str}).set_index("CustomerID")
     expected = expected_customers(lines)
     assert sorted(found.index) == sorted(expected.index)

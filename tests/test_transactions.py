@@ -12,9 +12,11 @@ from segmentation import order_dates
 from segmentation.columns import detect_mapping
 from segmentation.customer_attributes import join_attributes
 from segmentation.errors import InputError
+from segmentation.loading import LoadOptions, load_customer_table
 from segmentation.manifest import plain
 from segmentation.order_dates import DATE_FORMATS, date_expr, detect_date_format
 from segmentation.order_log import build_customer_table, detect_input_kind, detect_roles
+from segmentation.order_report import DominantId
 from segmentation.reading import read_table
 from segmentation.synthetic import (
     TRANSACTION_COLUMNS,
@@ -22,6 +24,7 @@ from segmentation.synthetic import (
     make_transactions,
     write_transactions,
 )
+from tests.helpers import real_shaped_log
 
 REFERENCE = pd.Timestamp(TRANSACTIONS_REFERENCE).date()
 LOG_COLUMNS = ", ".join(f"{c} string" for c in TRANSACTION_COLUMNS)
@@ -70,8 +73,11 @@ def test_generated_log_yields_exactly_the_known_customer_table(spark, generated)
         "Spend",
         "Tenure",
         "AvgOrderValue",
+        "Country",
     ]
     assert_same_customers(found, expected, shift=(report.reference_date - REFERENCE).days)
+    countries = log.dropna(subset=["CustomerID"]).groupby("CustomerID")["Country"].first()
+    assert found["Country"].tolist() == [countries[int(c)] for c in found["CustomerID"]]
     assert (found["Frequency"] >= 1).all() and (found["Recency"] >= 1).all()
 
     with_id = log[log["CustomerID"].notna()]
@@ -86,6 +92,7 @@ def test_generated_log_yields_exactly_the_known_customer_table(spark, generated)
     assert report.cancelled_invoices == cancelled["InvoiceNo"].nunique() > 0
     assert report.returns_only_customers == 400 - len(expected) > 0
     assert report.customers == len(expected)
+    assert report.dominant_id is None  # 400 customers with heavy-tailed spend: no till account
     assert report.unparseable_dates == report.unreadable_amounts == 0
     assert report.date_format == "iso"
     assert report.frequency_basis == "orders"
@@ -412,3 +419,58 @@ def test_written_log_equals_the_generated_one_across_chunks(tmp_path):
     assert expected["CustomerID"].is_unique and (expected["Frequency"] >= 1).all()
     assert (expected["Recency"].between(1, 365)).all()
     assert (expected["Tenure"] >= expected["Recency"]).all()
+
+
+def test_placeholder_ids_and_a_till_account_in_a_real_shaped_log(spark, tmp_path):
+    path = real_shaped_log(tmp_path / "gift-shop.csv")
+    table, report = load_customer_table(spark, str(path))
+    assert report is not None and report.date_format == "month-first"
+    assert (report.rows_in, report.rows_without_customer, report.customers) == (100, 9, 25)
+    assert report.missing_ids == {
+        "(blank)": 3,
+        "N/A": 2,
+        "": 1,
+        "(BLANK)": 1,
+        "Guest": 1,
+        "n / a": 1,
+    }
+    assert report.missing_id_spend_share == 0.086  # 9,000 of 104,650
+    text = " ".join(report.messages())
+    assert (
+        "9 order lines (9% of spend) had no real customer id ('(blank)' 3, 'N/A' 2, empty 1, "
+        "'(BLANK)' 1, 'Guest' 1, 'n / a' 1) and were left out." in text
+    )
+    assert report.dominant_id == DominantId("99999", 40, 0.4396, 0.0042, 13.3, "order lines")
+    assert (
+        "Customer id '99999' has 40 order lines (44% of the lines) and 0.4% of the spend, 13 "
+        "times the next customer's order lines: it probably stands for orders without a "
+        "customer"
+        in text
+        and "--missing-ids 99999" in text
+    )
+    found = customers_frame(table.df).set_index("CustomerID")
+    assert list(found.columns) == [
+        "Recency",
+        "Frequency",
+        "Spend",
+        "Tenure",
+        "AvgOrderValue",
+        "Country",
+    ]
+    # Country is each customer's most frequent one; France and Germany tie: the first one.
+    assert found.loc[["12346", "12347", "12348", "99999"], "Country"].tolist() == [
+        "France",
+        "Spain",
+        "United Kingdom",
+        "United Kingdom",
+    ]
+    assert found.loc[["12347", "12348", "12349"], "Spend"].tolist() == [3000.0, 3000.0, 5250.0]
+    assert "'Country', as the customer's most frequent value" in text
+
+    # Named as missing (the Upload page's field, --missing-ids), the till account is left out
+    # like '(blank)'; the best real customer (5,250 of 95,250) is not named instead.
+    table, report = load_customer_table(spark, str(path), LoadOptions(missing_ids=("99999",)))
+    assert report is not None and report.dominant_id is None
+    assert (report.rows_without_customer, report.customers) == (49, 24)
+    assert list(report.missing_ids)[:2] == ["99999", "(blank)"]
+    assert "99999" not in customers_frame(table.df)["CustomerID"].tolist()

@@ -7,6 +7,7 @@ import pytest
 
 from segmentation.columns import closest_columns, detect_mapping
 from segmentation.errors import InputError
+from segmentation.loading import LoadOptions, load_customer_table
 from segmentation.reading import read_table
 from segmentation.validation import validate
 from tests.helpers import SAMPLE, write_text
@@ -124,3 +125,34 @@ def test_report_table_rows_name_roles(spark):
     rows = {r["column"]: r for r in report.column_rows()}
     assert rows["Spend"]["role"] == "Spend" and rows["Spend"]["type"] == "numeric"
     assert rows["Region"]["type"] == "text"
+    # Counted in a small table (an estimate says 3 for these 4 regions).
+    assert rows["CustomerID"]["distinct"] == "30" and rows["Region"]["distinct"] == "4"
+
+
+def test_placeholder_ids_are_missing_ids_not_one_repeated_customer(spark, tmp_path):
+    text = (
+        "CustomerID,Spend\n"
+        "(blank),10\n (Blank) ,11\nN/A,12\nn / a,13\nGUEST,14\n0,15\n,16\n"
+        "C1,20\nC1,21\nC2,30\nC3,40\n99999,50\n99999,51\n"
+    )
+    path = write_text(tmp_path / "in.csv", text)
+    report = validate(read_table(spark, str(path)), 2, ["Spend"])
+    messages = " | ".join(p.message for p in report.warnings)
+    assert (
+        "6 rows in 'CustomerID' have no real customer id ('(Blank)' ×1, '(blank)' ×1, "
+        "'0' ×1, 'GUEST' ×1, 'N/A' ×1, 'n / a' ×1); read as missing ids" in messages
+    )
+    assert report.duplicate_ids == 2  # C1 and 99999, not '(blank)'
+    assert "'99999' ×2, 'C1' ×2" in messages
+    profile = report.profiles["CustomerID"]
+    assert (profile.missing, profile.distinct, profile.distinct_exact) == (7, 4, True)
+    rows = {r["column"]: r for r in report.column_rows()}
+    assert rows["CustomerID"]["distinct"] == "4"
+
+    # The analyst's own 'no customer' id (the LoadOptions field) is read as missing too.
+    table = load_customer_table(spark, str(path), LoadOptions(missing_ids=("99999",)))[0]
+    report = validate(table, 2, ["Spend"])
+    assert report.duplicate_ids == 1 and report.profiles["CustomerID"].missing == 9
+    assert "8 rows in 'CustomerID' have no real customer id ('99999' ×2, '(Blank)'" in " ".join(
+        p.message for p in report.warnings
+    )

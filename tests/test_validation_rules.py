@@ -417,3 +417,17 @@ def test_a_missing_default_column_is_a_hint_and_other_errors_block():
     found = report({"Spend": "numeric"}, [missing, empty])
     assert found.missing_roles == [missing]
     assert found.blocking == [empty]
+
+
+def test_estimated_distinct_counts_read_as_estimates():
+    def profile(name, distinct, exact):
+        return ColumnProfile(name, "text", 0, 0, 0, None, None, distinct, distinct_exact=exact)
+
+    profiles = {
+        "CustomerID": profile("CustomerID", 4_338, True),
+        "Country": profile("Country", 4_105, False),
+    }
+    report = ValidationReport(
+        "CSV", 4_338, list(profiles), {"customer_id": "CustomerID"}, [], [], profiles, []
+    )
+    assert [r["distinct"] for r in report.column_rows()] == ["4,338", "about 4,105"]
