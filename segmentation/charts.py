@@ -59,8 +59,9 @@ HEAVY_TAIL_SPAN = 100.0
 # floor: such a feature stays linear.
 MAX_SHARE_AT_FLOOR = 0.1
 FLOOR_LABEL = "≤ 0"
-# How many segments' worth of k the split diagram shows around the k on screen.
-SPLITS_BEFORE, SPLITS_AFTER = 1, 2
+# Which k the split diagram shows around the k on screen: k−1 to k+1. A fourth column left no
+# room between the last two for their labels (Plotly writes the last column's on its left).
+SPLITS_BEFORE, SPLITS_AFTER = 1, 1
 SHORT_NAME = 18
 # How a comparison names customers only in the later or only in the earlier segmentation.
 ARRIVALS = {"new": "New customers", "gone": "Gone"}
@@ -413,7 +414,7 @@ def rfm_scatter_3d(
             for axis, column, title in zip("xyz", columns, titles, strict=True)
         },
         # A little further out and lower than Plotly's default view, so no tick label is cut off.
-        camera_eye={"x": 1.6, "y": 1.6, "z": 1.0},
+        camera_eye={"x": 1.75, "y": 1.75, "z": 1.05},
     )
     return _finish(fig, "Recency, frequency and spend by segment", height=640)
 
@@ -564,7 +565,7 @@ def segment_splits(
     splits: pd.DataFrame, names: Mapping[int, Mapping[int, str]], around: int | None = None
 ) -> go.Figure:
     """Where each segment's customers go when k grows by one: which segments split, which hold.
-    Only the k next to `around` (the k on screen, from one below to two above) are drawn: ten
+    Only the k next to `around` (the k on screen, one below and one above) are drawn: ten
     columns of up to ten segments leave no room for a label."""
     _require_rows(splits, "A split diagram needs at least two numbers of segments.")
     _require_columns(splits, ["k", "source", "target", "count"], "splits")
@@ -617,7 +618,7 @@ def segment_splits(
 
 
 def splits_window(splits: pd.DataFrame, around: int | None) -> pd.DataFrame:
-    """The splits from k−1 to k+2 around `around` (shifted inside the measured k at either end),
+    """The splits from k−1 to k+1 around `around` (shifted inside the measured k at either end),
     or all of them without a k."""
     measured = sorted({int(k) for k in splits["k"]})
     if around is None:
