@@ -99,7 +99,7 @@ def history() -> None:
             "k": st.column_config.TextColumn(width="small"),
             "silhouette": st.column_config.NumberColumn(format="%.3f", width="small"),
             "customers": st.column_config.NumberColumn(format="localized", width="small"),
-            "started": st.column_config.DatetimeColumn(format="MMM D, HH:mm", width="small"),
+            "started": st.column_config.DatetimeColumn(format="MMM D, HH:mm"),
             "duration": st.column_config.NumberColumn(format="%.1f s", width="small"),
             "progress": st.column_config.ProgressColumn(
                 format="percent", min_value=0, max_value=1, width="small"
