@@ -62,7 +62,7 @@ FLOOR_LABEL = "≤ 0"
 # Which k the split diagram shows around the k on screen: k−1 to k+1. A fourth column left no
 # room between the last two for their labels (Plotly writes the last column's on its left).
 SPLITS_BEFORE, SPLITS_AFTER = 1, 1
-SHORT_NAME = 18
+SHORT_NAME = 18  # characters of a segment name beside a split diagram's node
 # How a comparison names customers only in the later or only in the earlier segmentation.
 ARRIVALS = {"new": "New customers", "gone": "Gone"}
 
