@@ -5,7 +5,8 @@ tests), uploads sample_data/sample_customers.csv, runs it and saves one full-pag
 at a 1366 px laptop width; then a sweep of k=2..10 of a real shop's order log (CDNOW, from the
 `lifetimes` package) on Results and Visualization, and a sweep of 100,000 synthetic customers
 shown on Results while its later k are still being measured; then CDNOW's 1997 customers
-segmented, the log up to June 1998 assigned to that model and the two compared:
+segmented, the log up to June 1998 assigned to that model and the two compared (the migration
+heatmap, and the Sankey of the Flow tab):
 
     python -m docs.take_screenshots [--out docs/screenshots] [--only-assignment | --only-cdnow]
 
@@ -131,11 +132,17 @@ def assignment_shots(page: Page, workspace: Path, out: Path) -> None:
     expect(page.get_by_text(f"{later.name}: done in")).to_be_visible(timeout=JOB_TIMEOUT_MS)
     page.get_by_role("link", name="Open the results").click()
     earlier = page.get_by_role("combobox", name="Earlier segmentation (before)")
+    wait_until_idle(page)
     earlier.click()
+    page.keyboard.type(first_year.name)  # filter the list, as the browser tests do
     page.get_by_role("option", name=re.compile(re.escape(first_year.name))).click()
     expect(page.get_by_text(re.compile(r"are now"))).to_have_count(5, timeout=JOB_TIMEOUT_MS)
     wait_until_idle(page)
     shot(page, out, "results-compare.png")
+    page.get_by_role("tab", name="Flow").click()
+    expect(page.get_by_role("tabpanel").locator(".js-plotly-plot .main-svg").first).to_be_visible()
+    wait_until_idle(page)
+    shot(page, out, "results-compare-flow.png")
 
 
 def take(out: Path, only: str | None = None) -> None:
