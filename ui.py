@@ -261,9 +261,21 @@ def saved_k(job: Job) -> int:
         "Number of segments (k)",
         sweep.ks,
         index=sweep.ks.index(default) if default in sweep.ks else 0,
+        format_func=lambda k: k_option(k, sweep, job),
         help="A sweep fitted every k; its customers are placed in the segments of this one.",
         key=f"assign-k-{job.id}",
     )
+
+
+def k_option(k: int, sweep: Sweep, job: Job) -> str:
+    """A k as the pickers list it, marking the suggested and the analyst's chosen k:
+    "5 (suggested)", "6 (chosen)"."""
+    marks = [
+        mark
+        for mark, marked in (("suggested", sweep.suggested_k), ("chosen", job.chosen_k))
+        if k == marked
+    ]
+    return f"{k} ({', '.join(marks)})" if marks else str(k)
 
 
 def model_folder(job: Job, k: int) -> str:
@@ -384,20 +396,24 @@ def sweep_of(result_dir: str) -> Sweep | None:
 
 
 def k_picker(job: Job) -> int | None:
-    """For a sweep: a k selector over the k measured so far (remembered with the job once the
-    analyst moves it) and the suggestion once every k is measured; None for a single
-    segmentation.
+    """For a sweep: a k selector over the k measured so far, marking the suggested and the
+    chosen k, and the suggestion once every k is measured; None for a single segmentation.
 
-    A sweep opened while it runs shows its first k; when the suggestion arrives the selector
-    moves to it, unless the analyst chose a k. Switching k only reads that k's small result
-    files, which already exist: no Spark job runs.
+    Moving the selector only browses: Results and Visualization show the same k in this
+    session, but the k that assignments and comparisons use changes only with the "Use k = …"
+    button (`_k_choice`). A sweep opened while it runs shows its first k; when the suggestion
+    arrives the selector moves to it, unless the analyst browsed or chose a k. Switching k only
+    reads that k's small result files, which already exist: no Spark job runs.
     """
     sweep = sweep_of(results_folder(job))
     if sweep is None:
         return None
+    # The job picker may hand back the job as it was first picked: its chosen k as stored now.
+    job = services().store.get(job.id) or job
     ks = sweep.ks
+    browsed = st.session_state.get(_browsed_key(job.id))
     default = sweep.suggested_k if sweep.suggested_k in ks else ks[0]
-    current = job.chosen_k if job.chosen_k in ks else default
+    current = next(k for k in (browsed, job.chosen_k, default) if k in ks)
     if len(ks) > 1:
         # A new widget once the sweep is complete, so that it starts at the suggestion.
         key = f"k-{job.id}-{'complete' if sweep.complete else 'running'}"
@@ -405,10 +421,11 @@ def k_picker(job: Job) -> int | None:
             "Number of segments (k)",
             options=ks,
             value=current,
+            format_func=lambda each: k_option(each, sweep, job),
             key=key,
-            on_change=_remember_k,
+            on_change=_browse_k,
             args=(job.id, key),
-            help="Every k is fitted; switching is instant.",
+            help="Every k is fitted; switching is instant. Browsing changes no one's k.",
         )
     else:
         k = ks[0]
@@ -420,12 +437,38 @@ def k_picker(job: Job) -> int | None:
             plain(f"{sweep.progress_text}. The suggestion comes when every k is measured."),
         )
         _follow(job.id, sweep_state(results_folder(job)))
+    _k_choice(job, sweep, k)
     return k
 
 
-def _remember_k(job_id: str, key: str) -> None:
-    """Keep the k the analyst chose with the job (every page and visit opens it)."""
-    services().store.set_chosen_k(job_id, int(st.session_state[key]))
+def _k_choice(job: Job, sweep: Sweep, k: int) -> None:
+    """Which k assignments and comparisons use, and a button making it the k on screen: an
+    explicit choice, so browsing k never changes it for anyone else."""
+    in_use = job.chosen_k or sweep.suggested_k
+    if in_use is not None:
+        st.caption(f"Assignments and comparisons use k = {k_option(in_use, sweep, job)}.")
+    if k != in_use:
+        st.button(
+            f"Use k = {k} for this segmentation",
+            key=f"choose-k-{job.id}",
+            on_click=_choose_k,
+            args=(job.id, k),
+            icon=":material/check:",
+        )
+
+
+def _choose_k(job_id: str, k: int) -> None:
+    """Keep the chosen k with the job: every page, visit and visitor opens it."""
+    services().store.set_chosen_k(job_id, k)
+
+
+def _browsed_key(job_id: str) -> str:
+    return f"browsed-k-{job_id}"
+
+
+def _browse_k(job_id: str, key: str) -> None:
+    """Remember the k the analyst browsed to for this session, so the other page shows it too."""
+    st.session_state[_browsed_key(job_id)] = int(st.session_state[key])
 
 
 @st.fragment(run_every=1.5)

@@ -71,18 +71,20 @@ def history() -> None:
     if not jobs:
         st.caption("No jobs yet.")
         return
+    # What tells jobs apart first (file, state, k, quality, when), so a narrow screen still
+    # shows it; the kind and model last.
     rows = [
         {
             "file": job.original_name,
-            "kind": "assignment" if job.model else "segmentation",
-            "model": job.model.label if job.model else None,
             "state": ui.STATE_ICONS[job.state],
-            "progress": job.progress,
-            "customers": job.summary.get("rows"),
             "k": ui.k_text(job),
             "silhouette": job.summary.get("silhouette"),
+            "customers": job.summary.get("rows"),
             "started": job.started_at or job.created_at,
-            "duration (s)": job.duration,
+            "duration": job.duration,
+            "progress": job.progress,
+            "kind": "assignment" if job.model else "segmentation",
+            "model": job.model.label if job.model else None,
         }
         for job in jobs
     ]
@@ -93,10 +95,15 @@ def history() -> None:
         on_select="rerun",
         selection_mode="single-row",
         column_config={
-            "progress": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
-            "silhouette": st.column_config.NumberColumn(format="%.3f"),
-            "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-            "duration (s)": st.column_config.NumberColumn(format="%.1f"),
+            "file": st.column_config.TextColumn(width="medium"),
+            "k": st.column_config.TextColumn(width="small"),
+            "silhouette": st.column_config.NumberColumn(format="%.3f", width="small"),
+            "customers": st.column_config.NumberColumn(format="localized", width="small"),
+            "started": st.column_config.DatetimeColumn(format="MMM D, HH:mm"),
+            "duration": st.column_config.NumberColumn(format="%.1f s", width="small"),
+            "progress": st.column_config.ProgressColumn(
+                format="percent", min_value=0, max_value=1, width="small"
+            ),
             "model": st.column_config.TextColumn(
                 help="The saved segmentation an assignment placed its customers in"
             ),

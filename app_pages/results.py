@@ -72,7 +72,11 @@ with st.expander("Rename segments"), st.form("names"):
 
 st.subheader("Profiles")
 st.caption("Feature values per segment in real units (missing values filled).")
-st.dataframe(results.profile_table(), hide_index=True)
+st.dataframe(
+    results.profile_table(),
+    hide_index=True,
+    column_config={"share": st.column_config.NumberColumn(format="%.1f%%")},
+)
 with st.expander("What the model saw"):
     st.caption(
         "Each segment's centre as z-scores of the model's inputs: after outlier capping and log "
@@ -152,7 +156,8 @@ if earlier is not None:
         "Customers behind one cell",
         list(comparison.migration.itertuples(index=False)),
         format_func=lambda c: (
-            f"{c.from_segment} · {c.from_name} → {c.to_segment} · {c.to_name} ({c.customers:,})"
+            f"{charts.migration_label(c.from_segment, c.from_name)} → "
+            f"{charts.migration_label(c.to_segment, c.to_name)} ({c.customers:,})"
         ),
         key="compare-cell",
     )

@@ -12,6 +12,7 @@ if job is None:
 k = ui.k_picker(job)
 results = ui.results_of(job, k)
 segments, sample, features = results.segments, results.sample, results.features
+logged = results.manifest.repairs.log_transformed
 
 
 def show(figure) -> None:
@@ -35,10 +36,10 @@ with profiles:
     show(charts.radar(segments, features))
 with distributions:
     kind = st.segmented_control("Plot", ["box", "violin"], default="box", key="dist-kind")
-    show(charts.feature_distributions(sample, features, kind=kind or "box"))
+    show(charts.feature_distributions(sample, features, kind=kind or "box", logged=logged))
 with space:
     show(charts.pca_scatter(sample, hover=[c for c in [results.roles.get("customer_id")] if c]))
-    figure = charts.rfm_scatter_3d(sample, results.roles)
+    figure = charts.rfm_scatter_3d(sample, results.roles, logged)
     if figure is None:
         missing = ", ".join(charts.missing_rfm_roles(sample, results.roles))
         st.info(
@@ -46,7 +47,7 @@ with space:
         )
     else:
         show(figure)
-    show(charts.scatter_matrix(sample, features))
+    show(charts.scatter_matrix(sample, features, logged))
 with categories:
     columns = sorted(results.mix["column"].unique()) if len(results.mix) else []
     if not columns:
@@ -61,6 +62,6 @@ if sweep:
             for each in sweep.ks
         }
         if len(sweep.splits):
-            show(charts.segment_splits(sweep.splits, names))
+            show(charts.segment_splits(sweep.splits, names, around=results.k))
         else:
             st.info("How segments split from k to k+1 shows once two neighbouring k are measured.")

@@ -5,9 +5,13 @@ tests), uploads sample_data/sample_customers.csv, runs it and saves one full-pag
 at a 1366 px laptop width; then a sweep of k=2..10 of a real shop's order log (CDNOW, from the
 `lifetimes` package) on Results and Visualization, and a sweep of 100,000 synthetic customers
 shown on Results while its later k are still being measured; then CDNOW's 1997 customers
-segmented, the log up to June 1998 assigned to that model and the two compared:
+segmented, the log up to June 1998 assigned to that model and the two compared (the migration
+heatmap, and the Sankey of the Flow tab):
 
-    python -m docs.take_screenshots [--out docs/screenshots]
+    python -m docs.take_screenshots [--out docs/screenshots] [--only-assignment | --only-cdnow]
+
+CDNOW's Visualization is saved once per tab (`visualization-cdnow-<tab>.png`), to see how its
+heavy-tailed spend and order counts are drawn.
 
 Needs Debian's Chromium (`apt-get install chromium`); emoji in tables need fonts-noto-color-emoji.
 """
@@ -60,6 +64,36 @@ def profiles_shot(page: Page, out: Path, name: str) -> None:
     shot(page, out, name)
 
 
+def visualization_tab_shots(page: Page, out: Path, prefix: str) -> None:
+    """Visualization, one picture per tab (`<prefix>-<tab>.png`), once its charts are drawn."""
+    nav(page, "Visualization", "Visualization")
+    for tab in page.get_by_role("tab").all_inner_texts():
+        page.get_by_role("tab", name=tab).click()
+        # Its charts, or the note saying why there are none (CDNOW has no text column).
+        drawn = page.get_by_role("tabpanel").locator(
+            ".js-plotly-plot .main-svg, [data-testid='stAlert']"
+        )
+        expect(drawn.first).to_be_visible(timeout=JOB_TIMEOUT_MS)
+        wait_until_idle(page)
+        shot(page, out, f"{prefix}-{tab.lower().replace(' ', '-')}.png")
+
+
+def cdnow_shots(page: Page, workspace: Path, out: Path) -> None:
+    """A real shop: CDNOW's order log, k=2..10, on Results and on every Visualization tab once
+    the suggestion is in."""
+    cdnow = workspace / "cdnow_orders.csv"
+    cdnow_csv(cdnow)
+    sweep(page, cdnow)
+    opener = active_job(page, cdnow.name).get_by_role("link", name="Open the measured k")
+    expect(opener).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    opener.click()
+    expect(page.get_by_text(re.compile(r"^Suggested k=\d+"))).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    expect(page.get_by_text("Segments and classic RFM")).to_be_visible()
+    wait_until_idle(page)
+    shot(page, out, "results-cdnow.png")
+    visualization_tab_shots(page, out, "visualization-cdnow")
+
+
 def sweep(page: Page, file: Path) -> None:
     """Upload `file` and start a sweep of k=2..10 on it."""
     nav(page, "Upload", "Upload customer data")
@@ -98,14 +132,20 @@ def assignment_shots(page: Page, workspace: Path, out: Path) -> None:
     expect(page.get_by_text(f"{later.name}: done in")).to_be_visible(timeout=JOB_TIMEOUT_MS)
     page.get_by_role("link", name="Open the results").click()
     earlier = page.get_by_role("combobox", name="Earlier segmentation (before)")
+    wait_until_idle(page)
     earlier.click()
+    page.keyboard.type(first_year.name)  # filter the list, as the browser tests do
     page.get_by_role("option", name=re.compile(re.escape(first_year.name))).click()
     expect(page.get_by_text(re.compile(r"are now"))).to_have_count(5, timeout=JOB_TIMEOUT_MS)
     wait_until_idle(page)
     shot(page, out, "results-compare.png")
+    page.get_by_role("tab", name="Flow").click()
+    expect(page.get_by_role("tabpanel").locator(".js-plotly-plot .main-svg").first).to_be_visible()
+    wait_until_idle(page)
+    shot(page, out, "results-compare-flow.png")
 
 
-def take(out: Path, only_assignment: bool = False) -> None:
+def take(out: Path, only: str | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(prefix="screenshots-") as workspace,
@@ -117,8 +157,11 @@ def take(out: Path, only_assignment: bool = False) -> None:
 
         # Enter through the front door: the first page a new server serves decides its routing.
         open_page(page, server, "", "Customer Segmentation Dashboard")
-        if only_assignment:
+        if only == "assignment":
             assignment_shots(page, Path(workspace), out)
+            return
+        if only == "cdnow":
+            cdnow_shots(page, Path(workspace), out)
             return
         nav(page, "Upload", "Upload customer data")
         upload(page, SAMPLE_CUSTOMERS)
@@ -143,20 +186,7 @@ def take(out: Path, only_assignment: bool = False) -> None:
         expect(page.get_by_test_id("stDataFrame")).to_be_visible()
         shot(page, out, "home.png")
 
-        # A real shop: CDNOW's order log, k=2..10, on Results and Visualization once suggested.
-        cdnow = Path(workspace) / "cdnow_orders.csv"
-        cdnow_csv(cdnow)
-        sweep(page, cdnow)
-        opener = active_job(page, cdnow.name).get_by_role("link", name="Open the measured k")
-        expect(opener).to_be_visible(timeout=JOB_TIMEOUT_MS)
-        opener.click()
-        expect(page.get_by_text(re.compile(r"^Suggested k=\d+"))).to_be_visible(
-            timeout=JOB_TIMEOUT_MS
-        )
-        expect(page.get_by_text("Segments and classic RFM")).to_be_visible()
-        wait_until_idle(page)
-        shot(page, out, "results-cdnow.png")
-        profiles_shot(page, out, "visualization-cdnow.png")
+        cdnow_shots(page, Path(workspace), out)
 
         # A sweep of 100,000 customers, opened while its later k are still being measured.
         shop = Path(workspace) / "shop-100k.csv"
@@ -174,11 +204,23 @@ def take(out: Path, only_assignment: bool = False) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
-    parser.add_argument(
-        "--only-assignment", action="store_true", help="only the assignment and comparison shots"
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument(
+        "--only-assignment",
+        action="store_const",
+        const="assignment",
+        dest="only",
+        help="only the assignment and comparison shots",
+    )
+    only.add_argument(
+        "--only-cdnow",
+        action="store_const",
+        const="cdnow",
+        dest="only",
+        help="only CDNOW's sweep: Results and every Visualization tab",
     )
     args = parser.parse_args()
-    take(args.out, args.only_assignment)
+    take(args.out, args.only)
 
 
 if __name__ == "__main__":

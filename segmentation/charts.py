@@ -8,7 +8,8 @@ figures; an empty input raises ValueError and the page decides what to show inst
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,84 @@ METRIC_COLOR = "#332288"
 SUGGESTED_COLOR = "#D55E00"
 Z_LABEL = "Centroid (z-score)"
 RFM_ROLES = ("recency", "frequency", "spend")
+# A feature is drawn on a log axis when the model logged it, or when it is skewed and its
+# positive values span two orders of magnitude (a linear axis flattens all but the top few).
+HEAVY_TAIL_SKEW = 1.0
+HEAVY_TAIL_SPAN = 100.0
+# Above this share of values at or below 0 a log axis would pile too many customers on its
+# floor: such a feature stays linear.
+MAX_SHARE_AT_FLOOR = 0.1
+FLOOR_LABEL = "≤ 0"
+# Which k the split diagram shows around the k on screen: k−1 to k+1. A fourth column left no
+# room between the last two for their labels (Plotly writes the last column's on its left).
+SPLITS_BEFORE, SPLITS_AFTER = 1, 1
+SHORT_NAME = 18  # characters of a segment name beside a split diagram's node
+# How a comparison names customers only in the later or only in the earlier segmentation.
+ARRIVALS = {"new": "New customers", "gone": "Gone"}
+
+
+@dataclass(frozen=True)
+class AxisScale:
+    """How one feature's customers are placed on an axis: linear, or log with ticks in real
+    units (1, 10, 100, 1k) and values at or below 0 drawn at a floor labelled "≤ 0"."""
+
+    log: bool = False
+    floor: float | None = None
+    tickvals: tuple[float, ...] = ()
+    ticktext: tuple[str, ...] = ()
+
+    def positions(self, values: pd.Series) -> np.ndarray:
+        """Where the values are drawn: as they are, or non-positive ones at the log floor."""
+        drawn = values.to_numpy(dtype=float)
+        return drawn if self.floor is None else np.where(drawn > 0, drawn, self.floor)
+
+    def title(self, feature: str) -> str:
+        """The feature's axis title, saying when the axis is log and what sits on its floor."""
+        if not self.log:
+            return feature
+        floor = "" if self.floor is None else f"; {FLOOR_LABEL} at the bottom"
+        return f"{feature} (log{floor})"
+
+    def axis(self) -> dict:
+        """Layout settings of an axis drawing this feature."""
+        if not self.log:
+            return {"type": "linear"}
+        return {"type": "log", "tickvals": list(self.tickvals), "ticktext": list(self.ticktext)}
+
+
+def axis_scale(values: pd.Series, logged: bool = False) -> AxisScale:
+    """A log axis for a feature the model logged or that is heavy-tailed, so that customers of
+    every order of magnitude are told apart; linear otherwise, or when too many values are ≤ 0."""
+    finite = values.to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite)]
+    positive = finite[finite > 0]
+    if len(positive) == 0 or (len(finite) - len(positive)) > MAX_SHARE_AT_FLOOR * len(finite):
+        return AxisScale()
+    low, high = float(positive.min()), float(positive.max())
+    heavy = high / low >= HEAVY_TAIL_SPAN and float(pd.Series(finite).skew()) > HEAVY_TAIL_SKEW
+    if not (logged or heavy):
+        return AxisScale()
+    floor = low / 2 if len(positive) < len(finite) else None
+    ticks = [t for t in _log_ticks(low, high) if floor is None or t >= low]
+    floored = [] if floor is None else [floor]
+    values_at = floored + ticks
+    texts = [FLOOR_LABEL] * len(floored) + [_tick_text(t) for t in ticks]
+    return AxisScale(True, floor, tuple(values_at), tuple(texts))
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    """Powers of ten from below `low` to above `high`; 1-2-5 steps when they span few decades."""
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    steps = (1, 2, 5) if last - first <= 2 else (1,)
+    return [step * 10.0**power for power in range(first, last + 1) for step in steps]
+
+
+def _tick_text(value: float) -> str:
+    """A tick in real units, short: 0.5, 1, 20, 1k, 10k, 2M."""
+    for size, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= size:
+            return f"{value / size:g}{suffix}"
+    return f"{value:g}"
 
 
 def segment_color(segment: int) -> str:
@@ -192,22 +271,28 @@ def radar(segments: pd.DataFrame, features: Sequence[str]) -> go.Figure:
     # its ticks and title cross no feature's spoke or label (and stay readable, not rotated).
     fig.update_polars(
         angularaxis_rotation=180 / len(features),
+        # No axis title: on the axis it ran into the tick labels; the subtitle says it instead.
         radialaxis={
-            "title_text": Z_LABEL,
             "angle": 0,
             "tickangle": 0,
             "nticks": 5,
-            "side": "counterclockwise",  # ticks above the axis, the title clear above them
+            "side": "counterclockwise",  # ticks above the axis
         },
         bgcolor="white",
     )
-    return _finish(fig, "Segment shapes across features", height=520)
+    fig = _finish(fig, "Segment shapes across features", height=540)
+    fig.update_layout(
+        title_subtitle_text=f"{Z_LABEL} of each segment; the dashed line (0) is the average "
+        "customer"
+    )
+    return fig
 
 
 def feature_distributions(
-    sample: pd.DataFrame, features: Sequence[str], kind: str = "box"
+    sample: pd.DataFrame, features: Sequence[str], kind: str = "box", logged: Collection[str] = ()
 ) -> go.Figure:
-    """How each feature's values spread inside each segment, and how much segments overlap."""
+    """How each feature's values spread inside each segment, and how much segments overlap
+    (heavy-tailed and `logged` features on log axes, see `axis_scale`)."""
     if kind not in ("box", "violin"):
         raise ValueError(f"kind must be 'box' or 'violin', not {kind!r}.")
     _require_rows(sample, "There are no customers in the chart sample.")
@@ -215,12 +300,13 @@ def feature_distributions(
     _require_columns(sample, ["segment", "segment_name", *features], "sample")
     groups = _segment_groups(sample)
     labels = [label for _, label, _ in groups]
+    scales = _scales(sample, features, logged)
     cols = min(2, len(features))
     rows = math.ceil(len(features) / cols)
     fig = make_subplots(
         rows=rows,
         cols=cols,
-        subplot_titles=list(features),
+        subplot_titles=[scales[feature].title(feature) for feature in features],
         vertical_spacing=0.25 / rows,
         horizontal_spacing=0.08,
     )
@@ -230,7 +316,7 @@ def feature_distributions(
             # Default hover: the quartiles and mean of the box or violin.
             common = {
                 "x": [label] * len(customers),
-                "y": customers[feature].to_numpy(dtype=float),
+                "y": scales[feature].positions(customers[feature]),
                 "name": label,
                 "legendgroup": str(number),
                 "showlegend": index == 0,
@@ -242,6 +328,7 @@ def feature_distributions(
             else:
                 trace = go.Violin(**common, box_visible=True, meanline_visible=True, points=False)
             fig.add_trace(trace, row=row, col=col)
+        fig.update_yaxes(scales[feature].axis(), row=row, col=col)
     # Overlay: one box per segment at its own category, not side-by-side offsets.
     fig.update_layout(boxmode="overlay", violinmode="overlay")
     # Ticks show only the segment number; the legend and hover carry the full label.
@@ -290,52 +377,68 @@ def missing_rfm_roles(sample: pd.DataFrame, roles: Mapping[str, str]) -> list[st
     return [role for role in RFM_ROLES if not roles.get(role) or roles[role] not in sample.columns]
 
 
-def rfm_scatter_3d(sample: pd.DataFrame, roles: Mapping[str, str]) -> go.Figure | None:
-    """Where segments sit in recency, frequency and spend; None when one of those is unknown."""
+def rfm_scatter_3d(
+    sample: pd.DataFrame, roles: Mapping[str, str], logged: Collection[str] = ()
+) -> go.Figure | None:
+    """Where segments sit in recency, frequency and spend (log axes as in `axis_scale`); None
+    when one of those is unknown."""
     _require_rows(sample, "There are no customers in the chart sample.")
     _require_columns(sample, ["segment", "segment_name"], "sample")
     if missing_rfm_roles(sample, roles):
         return None
     columns = [roles[role] for role in RFM_ROLES]
     titles = [_role_title(role, roles[role]) for role in RFM_ROLES]
+    scales = _scales(sample, columns, logged)
     fig = go.Figure()
     for number, label, customers in _segment_groups(sample):
+        x, y, z = (scales[column].positions(customers[column]) for column in columns)
         fig.add_trace(
             go.Scatter3d(
-                x=customers[columns[0]].to_numpy(dtype=float),
-                y=customers[columns[1]].to_numpy(dtype=float),
-                z=customers[columns[2]].to_numpy(dtype=float),
+                x=x,
+                y=y,
+                z=z,
                 mode="markers",
                 name=label,
                 legendgroup=str(number),
                 marker={"color": segment_color(number), "size": 3, "opacity": 0.75},
-                hovertemplate=f"<b>%{{fullData.name}}</b><br>{titles[0]}: %{{x:,.2f}}"
-                f"<br>{titles[1]}: %{{y:,.2f}}<br>{titles[2]}: %{{z:,.2f}}<extra></extra>",
+                # Hover shows the real values, also of customers drawn at a log axis's floor.
+                customdata=customers[columns].to_numpy(dtype=float),
+                hovertemplate="<b>%{fullData.name}</b>"
+                + "".join(f"<br>{t}: %{{customdata[{i}]:,.2f}}" for i, t in enumerate(titles))
+                + "<extra></extra>",
             )
         )
     fig.update_scenes(
-        xaxis_title_text=titles[0],
-        yaxis_title_text=titles[1],
-        zaxis_title_text=titles[2],
+        **{
+            f"{axis}axis": {**scales[column].axis(), "title_text": scales[column].title(title)}
+            for axis, column, title in zip("xyz", columns, titles, strict=True)
+        },
         # A little further out and lower than Plotly's default view, so no tick label is cut off.
-        camera_eye={"x": 1.6, "y": 1.6, "z": 1.0},
+        camera_eye={"x": 1.75, "y": 1.75, "z": 1.05},
     )
     return _finish(fig, "Recency, frequency and spend by segment", height=640)
 
 
-def scatter_matrix(sample: pd.DataFrame, features: Sequence[str]) -> go.Figure:
-    """Every pair of features side by side, to see which pairs separate the segments."""
+def scatter_matrix(
+    sample: pd.DataFrame, features: Sequence[str], logged: Collection[str] = ()
+) -> go.Figure:
+    """Every pair of features side by side, to see which pairs separate the segments (log axes
+    as in `axis_scale`)."""
     _require_rows(sample, "There are no customers in the chart sample.")
     _require_features(features)
     if len(features) < 2:
         raise ValueError("A scatter matrix needs at least two features.")
     _require_columns(sample, ["segment", "segment_name", *features], "sample")
+    scales = _scales(sample, features, logged)
     fig = go.Figure()
     for number, label, customers in _segment_groups(sample):
         fig.add_trace(
             go.Splom(
                 dimensions=[
-                    {"label": feature, "values": customers[feature].to_numpy(dtype=float)}
+                    {
+                        "label": scales[feature].title(feature),
+                        "values": scales[feature].positions(customers[feature]),
+                    }
                     for feature in features
                 ],
                 name=label,
@@ -346,6 +449,11 @@ def scatter_matrix(sample: pd.DataFrame, features: Sequence[str]) -> go.Figure:
                 diagonal_visible=False,
             )
         )
+    # Dimension i is drawn on x axis i+1 and y axis i+1 (Plotly's splom default).
+    for index, feature in enumerate(features, start=1):
+        suffix = "" if index == 1 else str(index)
+        fig.update_layout({f"xaxis{suffix}": scales[feature].axis()})
+        fig.update_layout({f"yaxis{suffix}": scales[feature].axis()})
     size = min(1000, max(450, 170 * len(features)))
     return _finish(fig, "Feature pairs by segment", height=size)
 
@@ -453,10 +561,15 @@ def sweep_metrics(sweep: pd.DataFrame, suggested_k: int | None) -> go.Figure:
     return _finish(fig, "Choosing the number of segments", height=620)
 
 
-def segment_splits(splits: pd.DataFrame, names: Mapping[int, Mapping[int, str]]) -> go.Figure:
-    """Where each segment's customers go when k grows by one: which segments split, which hold."""
+def segment_splits(
+    splits: pd.DataFrame, names: Mapping[int, Mapping[int, str]], around: int | None = None
+) -> go.Figure:
+    """Where each segment's customers go when k grows by one: which segments split, which hold.
+    Only the k next to `around` (the k on screen, one below and one above) are drawn: ten
+    columns of up to ten segments leave no room for a label."""
     _require_rows(splits, "A split diagram needs at least two numbers of segments.")
     _require_columns(splits, ["k", "source", "target", "count"], "splits")
+    splits = splits_window(splits, around)
     nodes: dict[tuple[int, int], int] = {}
     labels: list[str] = []
     colors: list[str] = []
@@ -464,7 +577,7 @@ def segment_splits(splits: pd.DataFrame, names: Mapping[int, Mapping[int, str]])
     def node(k: int, segment: int) -> int:
         if (k, segment) not in nodes:
             nodes[(k, segment)] = len(labels)
-            labels.append(f"k={k} · {segment_label(segment, names.get(k, {}).get(segment, ''))}")
+            labels.append(segment_label(segment, _short(names.get(k, {}).get(segment, ""))))
             colors.append(segment_color(segment))
         return nodes[(k, segment)]
 
@@ -478,7 +591,14 @@ def segment_splits(splits: pd.DataFrame, names: Mapping[int, Mapping[int, str]])
     fig = go.Figure(
         go.Sankey(
             arrangement="snap",
-            node={"label": labels, "color": colors, "pad": 12, "thickness": 14},
+            node={
+                "label": labels,
+                "color": colors,
+                "pad": 18,
+                "thickness": 14,
+                "customdata": [f"k={k}" for k, _ in nodes],
+                "hovertemplate": "%{customdata} · %{label}<br>%{value:,} customers<extra></extra>",
+            },
             link={
                 "source": sources,
                 "target": targets,
@@ -488,12 +608,55 @@ def segment_splits(splits: pd.DataFrame, names: Mapping[int, Mapping[int, str]])
             },
         )
     )
-    ks = sorted({int(k) for k in splits["k"]})
+    ks = sorted({k for k, _ in nodes})
+    _column_headers(fig, [f"k = {k}" for k in ks])
     return _finish(
         fig,
-        f"How segments split as k grows from {ks[0]} to {ks[-1] + 1}",
-        height=max(420, 60 * (ks[-1] + 1)),
+        f"How segments split as k grows from {ks[0]} to {ks[-1]}",
+        height=max(420, 120 + 55 * ks[-1]),
     )
+
+
+def splits_window(splits: pd.DataFrame, around: int | None) -> pd.DataFrame:
+    """The splits from k−1 to k+1 around `around` (shifted inside the measured k at either end),
+    or all of them without a k."""
+    measured = sorted({int(k) for k in splits["k"]})
+    if around is None:
+        return splits
+    first = min(max(around - SPLITS_BEFORE, measured[0]), measured[-1])
+    last = first + SPLITS_BEFORE + SPLITS_AFTER - 1  # the last k a split starts from
+    if last > measured[-1]:
+        first = max(measured[0], first - (last - measured[-1]))
+        last = measured[-1]
+    return splits[splits["k"].between(first, last)]
+
+
+def _short(name: str) -> str:
+    """A segment name cut to fit beside a Sankey node ("Potential loyalis…")."""
+    return name if len(name) <= SHORT_NAME else name[: SHORT_NAME - 1].rstrip() + "…"
+
+
+def _column_headers(fig: go.Figure, headers: Sequence[str]) -> None:
+    """Headers above a Sankey's columns, clear of its top node's label."""
+    for index, text in enumerate(headers):
+        fig.add_annotation(
+            text=f"<b>{text}</b>",
+            x=index / max(1, len(headers) - 1),
+            y=1.0,
+            xref="paper",
+            yref="paper",
+            yanchor="bottom",
+            yshift=8,
+            xanchor=("left", "center", "right")[(index > 0) + (index == len(headers) - 1)],
+            showarrow=False,
+        )
+
+
+def _scales(
+    sample: pd.DataFrame, features: Sequence[str], logged: Collection[str]
+) -> dict[str, AxisScale]:
+    """Each feature's axis, decided on the whole sample so every segment shares it."""
+    return {feature: axis_scale(sample[feature], feature in logged) for feature in features}
 
 
 def _with_alpha(color: str, alpha: float) -> str:
@@ -688,10 +851,7 @@ def migration_sankey(migration: pd.DataFrame) -> go.Figure:
             },
         )
     )
-    for x, text in ((0, "Before"), (1, "After")):
-        fig.add_annotation(
-            text=f"<b>{text}</b>", x=x, y=1.04, xref="paper", yref="paper", showarrow=False
-        )
+    _column_headers(fig, ["Before", "After"])
     height = max(420, 80 + 45 * max(len(left), len(right)))
     return _finish(fig, "How customers moved between the two segmentations", height=height)
 
@@ -720,13 +880,19 @@ def _require_migration(migration: pd.DataFrame) -> None:
 
 def _migration_nodes(migration: pd.DataFrame, side: str) -> list[tuple[str, str]]:
     """The segments on one side of a migration table with their labels: numbers in order
-    ("1 · Champions"), then "new" or "gone" as they are."""
+    ("1 · Champions"), then new customers or those gone."""
     pairs = dict(
         zip(migration[f"{side}_segment"].astype(str), migration[f"{side}_name"], strict=True)
     )
     numbers = sorted((s for s in pairs if s.isdigit()), key=int)
     others = sorted(s for s in pairs if not s.isdigit())
-    return [(s, segment_label(int(s), pairs[s])) for s in numbers] + [(s, s) for s in others]
+    return [(s, migration_label(s, pairs[s])) for s in [*numbers, *others]]
+
+
+def migration_label(segment: str | int, name: str) -> str:
+    """One side of a migration cell as people say it: "1 · Champions", "New customers", "Gone"."""
+    segment = str(segment)
+    return segment_label(int(segment), name) if segment.isdigit() else ARRIVALS.get(segment, name)
 
 
 def _migration_color(segment: str) -> str:

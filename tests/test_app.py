@@ -196,12 +196,30 @@ def test_switching_k_of_a_sweep_redraws_results_without_a_spark_job(spark, tmp_p
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Segments"] == str(other)
     assert len(tracker.getJobIdsForGroup()) == jobs_before  # no Spark job ran
-    assert ui.services().store.get(job.id).chosen_k == other  # remembered with the job
+    # Browsing is not choosing: the k assignments and comparisons use has not moved.
+    assert ui.services().store.get(job.id).chosen_k is None
+    assert f"use k = {suggested} (suggested)" in texts(at)
 
     at.switch_page("app_pages/visualization.py").run()
     assert not at.exception
-    assert at.select_slider[0].value == other
+    assert at.select_slider[0].value == other  # the same k on both pages of this session
     assert len(at.get("plotly_chart")) >= 10  # the sweep adds metric and split charts
+    assert ui.services().store.get(job.id).chosen_k is None
+
+    # Choosing is one explicit click, and the pickers then mark the chosen k.
+    button(at, f"Use k = {other} for this segmentation").click().run()
+    assert not at.exception
+    assert ui.services().store.get(job.id).chosen_k == other
+    assert f"use k = {other} (chosen)" in texts(at)
+    assert not [b for b in at.button if b.label.startswith("Use k =")]
+    assert at.select_slider[0].value == other
+
+    # Another visitor's session opens the chosen k.
+    again = app()
+    again.session_state["job_id"] = job.id
+    again.run()
+    again.switch_page("app_pages/results.py").run()
+    assert {m.label: m.value for m in again.metric}["Segments"] == str(other)
 
 
 def test_refunds_are_logged_signed_preselected_and_every_repair_is_said(tmp_path):

@@ -290,6 +290,60 @@ def test_a_sweep_shows_its_first_k_while_the_others_are_measured(server, tab, bi
     assert job["chosen_k"] is None
     assert_no_exception(tab)
 
+    # Browsing k shows another k, here and on Visualization, and chooses nothing.
+    browsed = suggested + 1 if suggested < 10 else suggested - 1
+    tab.get_by_role("slider").press("ArrowRight" if browsed > suggested else "ArrowLeft")
+    expect(tab.get_by_test_id("stMetricValue").nth(1)).to_have_text(str(browsed))
+    nav(tab, "Visualization", "Visualization")
+    choose = tab.get_by_role("button", name=f"Use k = {browsed} for this segmentation")
+    expect(choose).to_be_visible()
+    assert jobs(server.workspace)[0]["chosen_k"] is None
+
+    # Customers are drawn on log axes for the features the model logged, linear for Age.
+    manifest = Path(job["result_dir"]) / f"k={browsed}" / "manifest.json"
+    logged = json.loads(manifest.read_text())["repairs"]["log_transformed"]
+    assert logged and "Age" not in logged
+    tab.get_by_role("tab", name="Distributions").click()
+    (box,) = plotly_layouts(tab)
+    titles = [title.split(" (")[0] for title in box["titles"]]
+    axes = dict(zip(titles, box["yaxes"], strict=True))
+    assert {feature: axes[feature] for feature in [*logged, "Age"]} == {
+        **dict.fromkeys(logged, "log"),
+        "Age": "linear",
+    }
+    tab.get_by_role("tab", name="Customer space").click()
+    _, space, _ = plotly_layouts(tab)
+    scene = dict(zip(["Recency", "Frequency", "Spend"], space["scene"], strict=True))
+    assert all(scene[feature] == "log" for feature in logged if feature in scene), scene
+
+    # Choosing is the button: the job keeps it, and the pickers mark it.
+    choose.click()
+    expect(
+        tab.get_by_text(f"Assignments and comparisons use k = {browsed} (chosen).")
+    ).to_be_visible()
+    assert jobs(server.workspace)[0]["chosen_k"] == browsed
+    assert_no_exception(tab)
+
+
+def plotly_layouts(tab: Page) -> list[dict]:
+    """The open tab's Plotly charts as Plotly laid them out: subplot titles, the type of each
+    y axis (in order) and of the 3-D scene's axes, once every chart is drawn."""
+    charts = tab.get_by_role("tabpanel").locator(".js-plotly-plot")
+    expect(charts.first.locator(".main-svg").first).to_be_visible()
+    wait_until_idle(tab)
+    return charts.evaluate_all(
+        """plots => plots.map(plot => {
+            const layout = plot._fullLayout;
+            const yaxes = Object.keys(layout).filter(k => /^yaxis\\d*$/.test(k))
+                .sort((a, b) => (Number(a.slice(5)) || 1) - (Number(b.slice(5)) || 1));
+            return {
+                titles: (layout.annotations || []).map(a => a.text),
+                yaxes: yaxes.map(k => layout[k].type),
+                scene: layout.scene ? ["xaxis", "yaxis", "zaxis"].map(a => layout.scene[a].type) : null,
+            };
+        })"""
+    )
+
 
 def next_month(folder: Path) -> Path:
     """The sample's customers a month on: the last one gone, two new, three spending far more."""
@@ -373,9 +427,9 @@ def test_a_new_file_is_assigned_to_a_saved_segmentation_and_compared(
 
     cell = tab.get_by_role("combobox", name="Customers behind one cell")
     cell.click()
-    tab.keyboard.type("new · new")  # the list is long: filter it, as an analyst would
-    tab.get_by_role("option", name=re.compile(r"^new · new → ")).first.click()
-    expect(cell).to_have_value(re.compile(r"^new · new → "))
+    tab.keyboard.type("New customers")  # the list is long: filter it, as an analyst would
+    tab.get_by_role("option", name=re.compile(r"^New customers → ")).first.click()
+    expect(cell).to_have_value(re.compile(r"^New customers → "))
     wait_until_idle(tab)
     rows = list(csv.DictReader(io.StringIO(download_text(tab, "Download these customers (CSV)"))))
     assert rows and {row["customer_id"] for row in rows} <= {"CUST901", "CUST902"}

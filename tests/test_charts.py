@@ -188,7 +188,9 @@ def test_radar_has_one_closed_outline_per_segment_and_the_average(segments):
     assert champions.name == "1 · Champions"
     assert list(champions.theta) == [*FEATURES, FEATURES[0]]
     assert np.allclose(champions.r, [*Z[0], Z[0][0]])
-    assert fig.layout.polar.radialaxis.title.text == "Centroid (z-score)"
+    # Said above the chart, not on the radial axis where it ran into the ticks.
+    assert fig.layout.polar.radialaxis.title.text is None
+    assert fig.layout.title.subtitle.text.startswith("Centroid (z-score)")
 
 
 @pytest.mark.parametrize("kind, trace_type", [("box", "box"), ("violin", "violin")])
@@ -403,10 +405,115 @@ def test_segment_splits_links_each_k_to_the_next_in_segment_colours():
     fig = charts.segment_splits(splits, names)
     sankey = fig.data[0]
     assert list(sankey.link.value) == [40, 35, 25, 40, 35, 25]
-    assert "k=3 · 2 · Loyal" in sankey.node.label
+    assert "2 · Loyal" in sankey.node.label
     assert len(sankey.node.label) == 2 + 3 + 3
-    first = list(sankey.node.label).index("k=2 · 1 · Champions")
+    first = list(sankey.node.label).index("1 · Champions")
     assert sankey.node.color[first] == charts.segment_color(1)
+    # Each column says its k above it, so a node's label can be short.
+    assert [a.text for a in fig.layout.annotations] == [
+        "<b>k = 2</b>",
+        "<b>k = 3</b>",
+        "<b>k = 4</b>",
+    ]
     fig.to_json()
     with pytest.raises(ValueError):
         charts.segment_splits(splits.iloc[0:0], names)
+
+
+def sweep_splits(ks: range) -> pd.DataFrame:
+    """Splits of a sweep over `ks`: from each k to the next, segment k splits in two."""
+    rows = [(k, s, t, 10) for k in ks for s in range(1, k + 1) for t in {s, s + (s == k)}]
+    return pd.DataFrame(rows, columns=["k", "source", "target", "count"])
+
+
+@pytest.mark.parametrize(
+    "around, shown", [(5, [4, 5, 6]), (2, [2, 3, 4]), (10, [8, 9, 10]), (9, [8, 9, 10])]
+)
+def test_segment_splits_show_a_window_around_the_k_on_screen(around, shown):
+    names = {
+        k: {s: "Potential loyalists (high spend)" for s in range(1, k + 1)} for k in range(2, 11)
+    }
+    fig = charts.segment_splits(sweep_splits(range(2, 10)), names, around=around)
+    assert [a.text for a in fig.layout.annotations] == [f"<b>k = {k}</b>" for k in shown]
+    sankey = fig.data[0]
+    assert len(sankey.node.label) == sum(shown)
+    # Names are cut to fit beside the nodes; the hover says which k a node belongs to.
+    assert max(len(label) for label in sankey.node.label) <= len("10 · ") + charts.SHORT_NAME
+    assert sankey.node.label[0] == "1 · Potential loyalis…"
+    assert sankey.node.customdata[0] == f"k={shown[0]}"
+    assert fig.layout.height >= 120 + 55 * shown[-1]
+
+
+def test_log_axes_for_logged_features_on_distributions_pairs_and_3d(sample):
+    logged = ["Spend"]  # Spend is the second feature and the 3-D chart's z axis
+    box = charts.feature_distributions(sample, FEATURES, logged=logged)
+    assert box.layout.yaxis2.type == "log"
+    assert [box.layout.yaxis.type, box.layout.yaxis3.type, box.layout.yaxis4.type] == ["linear"] * 3
+    assert [a.text for a in box.layout.annotations][:2] == ["Age", "Spend (log)"]
+    assert {"100", "1k", "10k"} <= set(box.layout.yaxis2.ticktext)
+    pairs = charts.scatter_matrix(sample, FEATURES, logged=logged)
+    assert (pairs.layout.xaxis2.type, pairs.layout.yaxis2.type) == ("log", "log")
+    assert (pairs.layout.xaxis.type, pairs.layout.yaxis3.type) == ("linear", "linear")
+    assert pairs.data[0].dimensions[1].label == "Spend (log)"
+    space = charts.rfm_scatter_3d(sample, ROLES, logged=logged)
+    assert space.layout.scene.zaxis.type == "log"
+    assert space.layout.scene.xaxis.type == "linear"
+    assert space.layout.scene.zaxis.title.text == "Spend (log)"
+
+
+def test_a_heavy_tailed_feature_goes_log_and_a_flat_ranged_one_stays_linear():
+    rng = np.random.default_rng(3)
+    spend = pd.Series(rng.lognormal(5, 1.5, 2000))  # spans four orders of magnitude
+    age = pd.Series(rng.normal(45, 12, 2000).clip(18, 90))
+    assert charts.axis_scale(spend).log
+    assert not charts.axis_scale(age).log
+    assert not charts.axis_scale(age, logged=False).log
+    # Logged by the model: log even when it spans little.
+    assert charts.axis_scale(pd.Series([1.0, 2, 2, 3, 5, 8]), logged=True).log
+
+
+def test_values_at_or_below_zero_sit_on_a_labelled_floor_of_a_log_axis():
+    orders = pd.Series([0.0] * 5 + [1.0] * 60 + [2.0] * 20 + [5.0] * 10 + [40.0] * 4 + [300.0])
+    scale = charts.axis_scale(orders, logged=True)
+    assert scale.log and scale.floor == 0.5
+    assert scale.ticktext[:4] == ("≤ 0", "1", "10", "100")
+    assert list(scale.positions(orders)[:6]) == [0.5] * 5 + [1.0]
+    assert scale.title("Frequency") == "Frequency (log; ≤ 0 at the bottom)"
+    # Too many customers at 0 for one floor: linear, drawn as they are.
+    mostly_zero = pd.concat([orders, pd.Series([0.0] * 30)])
+    assert not charts.axis_scale(mostly_zero, logged=True).log
+
+
+def test_the_3d_chart_hovers_real_values_of_customers_on_the_floor(sample):
+    sample = sample.assign(Recency=sample["Recency"].where(sample.index % 20 != 0, 0.0))
+    fig = charts.rfm_scatter_3d(sample, ROLES, logged=["Recency"])
+    assert fig.layout.scene.xaxis.type == "log"
+    champions = fig.data[0]
+    assert champions.x[0] > 0 and champions.customdata[0][0] == 0.0
+    assert "customdata[0]" in champions.hovertemplate
+
+
+def test_comparisons_name_arrivals_and_departures_in_words():
+    assert charts.migration_label("new", "new") == "New customers"
+    assert charts.migration_label("gone", "gone") == "Gone"
+    assert charts.migration_label("2", "Loyal") == "2 · Loyal"
+    migration = pd.DataFrame(
+        {
+            "from_segment": ["1", "new", "1"],
+            "from_name": ["Champions", "new", "Champions"],
+            "to_segment": ["1", "1", "gone"],
+            "to_name": ["Champions", "Champions", "gone"],
+            "customers": [10, 3, 2],
+        }
+    )
+    sankey = charts.migration_sankey(migration)
+    assert list(sankey.data[0].node.label) == [
+        "1 · Champions",
+        "New customers",
+        "1 · Champions",
+        "Gone",
+    ]
+    # "Before" and "After" sit above the plot, clear of the top nodes' labels.
+    headers = sankey.layout.annotations
+    assert [a.text for a in headers] == ["<b>Before</b>", "<b>After</b>"]
+    assert all(a.yanchor == "bottom" and a.y == 1.0 for a in headers)

@@ -339,12 +339,12 @@ def test_charts_show_every_segment_with_new_and_gone(comparison):
     migration = comparison.migration
     heatmap = migration_heatmap(migration).data[0]
     assert heatmap.z.shape == (4, 4)  # three segments and "new" by three segments and "gone"
-    assert heatmap.y[0].startswith("1 · ") and heatmap.y[-1] == "new"
-    assert heatmap.x[0].startswith("1 · ") and heatmap.x[-1] == "gone"
+    assert heatmap.y[0].startswith("1 · ") and heatmap.y[-1] == "New customers"
+    assert heatmap.x[0].startswith("1 · ") and heatmap.x[-1] == "Gone"
     assert heatmap.text.sum() == 3 * PER_GROUP + sum(ARRIVING.values())
     sankey = migration_sankey(migration).data[0]
     assert len(sankey.node.label) == 8
-    assert sankey.node.label[3] == "new" and sankey.node.label[-1] == "gone"
+    assert sankey.node.label[3] == "New customers" and sankey.node.label[-1] == "Gone"
     assert len(sankey.link.value) == len(migration)
     assert sum(sankey.link.value) == 3 * PER_GROUP + sum(ARRIVING.values())
 
