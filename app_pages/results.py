@@ -45,6 +45,8 @@ cols[4].metric(
 )
 for note in manifest.repairs.notes:
     st.info(ui.plain(note))
+if metrics.convergence_warning:
+    st.warning(ui.plain(metrics.convergence_warning), icon=":material/warning:")
 
 st.subheader("Segments")
 cards = st.columns(min(4, len(results.segments)))

@@ -9,7 +9,14 @@ from segmentation.columns import ROLE_LABELS
 from segmentation.errors import SegmentationError
 from segmentation.loading import INPUT_KINDS, LoadOptions
 from segmentation.locations import data_roots, resolve_location
-from segmentation.params import MAX_FEATURES, MAX_K, MIN_K, OUTLIER_POLICIES, SegmentationParams
+from segmentation.params import (
+    FIT_KINDS,
+    MAX_FEATURES,
+    MAX_K,
+    MIN_K,
+    OUTLIER_POLICIES,
+    SegmentationParams,
+)
 from segmentation.preparation import SKEWED, skewed_features
 
 NO_COLUMN = "— none —"
@@ -27,6 +34,10 @@ OUTLIER_HELP = {
     "log-transformed features are not capped",
     "remove": "Drop customers outside the fences",
     "none": "Leave values as they are",
+}
+FIT_LABELS = {
+    "sample": "Centres from a sample (fast)",
+    "full": "Every customer, Spark ML KMeans",
 }
 
 st.title("Upload customer data")
@@ -178,6 +189,14 @@ with st.container(border=True):
     else:
         k = left.slider("Number of segments (k)", MIN_K, most, min(4, most))
         k_range, stability = None, 0
+    fit = left.radio(
+        "Fit the segments on",
+        FIT_KINDS,
+        format_func=FIT_LABELS.__getitem__,
+        help="A sample of at most 50,000 customers finds the segments of most tables in "
+        "seconds. Every customer (Spark ML, one Spark job per iteration, per k) is slower but "
+        "sees segments too small for the sample, and saves a model Spark ML can load.",
+    )
     outliers = middle.radio("Outliers", OUTLIER_POLICIES, format_func=OUTLIER_HELP.__getitem__)
     seed = right.number_input(
         "Random seed",
@@ -238,6 +257,7 @@ if st.button(
         column_mapping=overrides,
         k_range=k_range,
         stability_seeds=int(stability),
+        fit=fit,
         input_kind=load.input_kind,
         date_format=load.date_format,
         reference_date=load.reference_date,
