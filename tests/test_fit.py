@@ -4,6 +4,7 @@ customer, whose model is saved for Spark ML to load."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -43,14 +44,18 @@ def separated(tmp_path_factory):
     return path
 
 
-def optimum(scaled: np.ndarray) -> float:
-    """The full-data optimum to compare with: scikit-learn on every customer, ten starts."""
-    return float(KMeans(7, n_init=10, random_state=0).fit(scaled).inertia_)
-
-
-def test_the_sample_fit_runs_to_convergence(spark, hard, tmp_path):
-    result = run_segmentation(spark, str(hard), SegmentationParams(**HARD), tmp_path / "out")
+@pytest.fixture(scope="module")
+def hard_sample_fit(spark, hard, tmp_path_factory):
+    """The default fit of the hard data, its customers' model inputs and the full-data optimum
+    to compare with (scikit-learn on every customer, ten starts)."""
+    out = tmp_path_factory.mktemp("hard-sample") / "out"
+    result = run_segmentation(spark, str(hard), SegmentationParams(**HARD), out)
     scaled, _ = model_inputs(result)
+    return result, scaled, float(KMeans(7, n_init=10, random_state=0).fit(scaled).inertia_)
+
+
+def test_the_sample_fit_runs_to_convergence(hard_sample_fit):
+    result, scaled, optimum = hard_sample_fit
     # The old cap of 40 iterations stops this fit early...
     cut = kmeans.fit_centres(scaled, 7, seed=42, max_iter=40)
     assert (cut.iterations, cut.converged) == (40, False)
@@ -59,36 +64,36 @@ def test_the_sample_fit_runs_to_convergence(spark, hard, tmp_path):
     assert metrics.converged is True
     assert 40 < metrics.iterations < 300
     assert metrics.convergence_warning is None
-    assert metrics.within_ss <= CLOSE * optimum(scaled)
+    assert metrics.within_ss <= CLOSE * optimum
     assert result.manifest.params.fit == "sample"
     assert result.manifest.files.spark_model is None
 
 
-def test_a_fit_stopped_by_the_cap_is_reported_and_old_manifests_still_load(spark, hard, tmp_path):
-    cut = SegmentationParams(**HARD, max_iter=5)
-    result = run_segmentation(spark, str(hard), cut, tmp_path / "out")
-    metrics = result.manifest.metrics
-    assert (metrics.iterations, metrics.converged) == (5, False)
-    assert "stopped at its cap of 5 iterations" in (metrics.convergence_warning or "")
+def test_a_fit_stopped_by_the_cap_is_reported_and_old_manifests_still_load(hard_sample_fit):
+    result, _, _ = hard_sample_fit
+    cut = replace(result.manifest.metrics, iterations=300, converged=False)
+    assert "stopped at its cap of 300 iterations" in (cut.convergence_warning or "")
     # Results written before fits reported convergence load, with nothing to warn about.
-    manifest = tmp_path / "out" / "manifest.json"
+    manifest = result.out_dir / "manifest.json"
     data = json.loads(manifest.read_text())
     for name in ("iterations", "converged"):
         del data["metrics"][name]
     del data["params"]["fit"]
     manifest.write_text(json.dumps(data))
-    old = read_manifest(tmp_path / "out")
+    old = read_manifest(result.out_dir)
     assert old.metrics.convergence_warning is None and old.params.fit == "sample"
 
 
-def test_spark_ml_on_every_customer_finds_the_optimum_of_hard_data(spark, hard, tmp_path):
+@pytest.mark.slow  # Spark ML: a Spark job per iteration, 65 of them here
+def test_spark_ml_on_every_customer_finds_the_optimum_of_hard_data(
+    spark, hard, hard_sample_fit, tmp_path
+):
+    _, _, optimum = hard_sample_fit
     params = SegmentationParams(**HARD, fit="full")
-    result = run_segmentation(spark, str(hard), params, tmp_path / "out")
-    scaled, _ = model_inputs(result)
-    metrics = result.manifest.metrics
+    metrics = run_segmentation(spark, str(hard), params, tmp_path / "out").manifest.metrics
     assert metrics.converged is True and metrics.fitted_on == 20_000
     assert "Spark ML" in (metrics.fit_kind or "")
-    assert metrics.within_ss <= CLOSE * optimum(scaled)
+    assert metrics.within_ss <= CLOSE * optimum
 
 
 def assert_spark_model_places_customers_alike(spark, result_dir, scaled, segments) -> None:
