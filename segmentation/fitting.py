@@ -3,7 +3,8 @@ profiled, named and sampled for the charts over all customers.
 
 A batch of one k is a single run; a sweep runs its k in a few batches so that the first ones
 can be shown while the rest are measured. Either way a k gets the same figures: the centres
-come from the same driver sample and seed, and every figure is computed over every customer.
+come from the same fit (the driver sample, or Spark ML on every customer) and seed, and every
+figure is computed over every customer.
 """
 
 from __future__ import annotations

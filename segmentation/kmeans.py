@@ -1,13 +1,15 @@
-"""KMeans centres for the segments, fitted on the driver on a random sample of customers.
+"""KMeans centres for the segments: by default fitted on the driver on a random sample of
+customers, or by Spark ML's KMeans on every customer.
 
-Why not `pyspark.ml` KMeans: each fit costs a Spark job per Lloyd iteration and per start, at
-about 40 ms a job whatever the size, so a sweep of nine k with three starts ran hundreds of
-small jobs. Here scikit-learn fits the centres (k-means++, the best of STARTS starts, Lloyd to
-convergence) on at most SAMPLE_ROWS customers collected to the driver, all of them when the
-table is smaller: milliseconds, bounded however large the table. Spark then labels every
-customer with its nearest centre (`cluster_of`, DataFrame expressions only, so a cluster and
-Spark Connect run it alike) and segmentation.measurement computes every figure over all of
-them; only the centres come from the sample, and the manifest says so.
+Why a sample by default: `pyspark.ml` KMeans costs a Spark job per Lloyd iteration, per start
+and per k, so a sweep of nine k ran hundreds of small jobs. scikit-learn fits the centres
+(k-means++, the best of STARTS starts, Lloyd to convergence) on at most SAMPLE_ROWS customers
+collected to the driver, all of them when the table is smaller: seconds, bounded however large
+the table. `fit_every_customer` is the other choice, for what a sample can miss (tiny segments,
+many features, a table far larger than the sample). Either way Spark then labels every customer
+with its nearest centre (`cluster_of`, DataFrame expressions only, so a cluster and Spark
+Connect run it alike) and segmentation.measurement computes every figure over all of them; the
+manifest says how the centres were fitted and whether the fit converged.
 """
 
 from __future__ import annotations
