@@ -50,6 +50,8 @@ if repaired:
         "**What the run repaired**\n\n" + "\n".join(f"- {ui.plain(line)}" for line in repaired),
         icon=":material/build:",
     )
+if metrics.convergence_warning:
+    st.warning(ui.plain(metrics.convergence_warning), icon=":material/warning:")
 
 st.subheader("Segments")
 cards = st.columns(min(4, len(results.segments)))

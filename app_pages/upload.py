@@ -11,6 +11,7 @@ from segmentation.errors import SegmentationError
 from segmentation.loading import INPUT_KINDS, LoadOptions
 from segmentation.locations import data_roots, resolve_location
 from segmentation.params import (
+    FIT_KINDS,
     MAX_FEATURES,
     MAX_K,
     MIN_K,
@@ -42,6 +43,10 @@ UPLOAD_HELP = (
     "one row per order line (customer id, order id, date, amount or quantity × unit price), "
     "such as a shop's invoice export."
 )
+FIT_LABELS = {
+    "sample": "Centres from a sample (fast)",
+    "full": "Every customer, Spark ML KMeans",
+}
 
 st.title("Upload customer data")
 limit = st.get_option("server.maxUploadSize")
@@ -206,6 +211,14 @@ with st.container(border=True):
     else:
         k = left.slider("Number of segments (k)", MIN_K, most, min(4, most))
         k_range, stability = None, 0
+    fit = left.radio(
+        "Fit the segments on",
+        FIT_KINDS,
+        format_func=FIT_LABELS.__getitem__,
+        help="A sample of at most 50,000 customers finds the segments of most tables in "
+        "seconds. Every customer (Spark ML, one Spark job per iteration, per k) is slower but "
+        "sees segments too small for the sample, and saves a model Spark ML can load.",
+    )
     outliers = middle.radio("Outliers", OUTLIER_POLICIES, format_func=OUTLIER_HELP.__getitem__)
     seed = right.number_input(
         "Random seed",
@@ -277,6 +290,7 @@ if st.button(
         column_mapping=overrides,
         k_range=k_range,
         stability_seeds=int(stability),
+        fit=fit,
         input_kind=load.input_kind,
         date_format=load.date_format,
         reference_date=load.reference_date,

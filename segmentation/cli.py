@@ -124,7 +124,19 @@ def _add_model_options(run: argparse.ArgumentParser) -> None:
         help="comma-separated feature columns (default Age,Spend,Recency,Frequency)",
     )
     run.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    run.add_argument("--max-iter", type=int, default=40, help="KMeans iterations (default 40)")
+    run.add_argument(
+        "--max-iter",
+        type=int,
+        default=300,
+        help="cap on KMeans iterations; it stops sooner when the centres settle (default 300)",
+    )
+    run.add_argument(
+        "--fit",
+        choices=("sample", "full"),
+        default="sample",
+        help="centres from a sample of at most 50,000 customers (default), or Spark ML KMeans "
+        "on every customer (full; also saves the Spark ML model)",
+    )
     run.add_argument(
         "--outliers",
         choices=("cap", "remove", "none"),
@@ -198,6 +210,7 @@ def _run(args: argparse.Namespace) -> int:
         features=args.features,
         seed=args.seed,
         max_iter=args.max_iter,
+        fit=args.fit,
         outliers=args.outliers,
         log_features=args.log,
         column_mapping=_mapping(args.map),
@@ -259,6 +272,8 @@ def _compare(args: argparse.Namespace) -> int:
 def _print_result(result: SegmentationResult) -> int:
     m = result.manifest
     print(_metrics_line(m.metrics))
+    if m.metrics.convergence_warning:
+        print(f"warning: {m.metrics.convergence_warning}")
     print(_segment_table(result.segments))
     for warning in m.warnings + m.repairs.sentences():
         print(f"note: {warning}")
@@ -266,6 +281,9 @@ def _print_result(result: SegmentationResult) -> int:
 
 
 def _print_sweep(result: SweepResult) -> int:
+    from segmentation.manifest import read_manifest
+    from segmentation.results import k_folder
+
     m = result.manifest
     print(f"{m.rows_out:,} customers, k={m.k_values[0]}..{m.k_values[-1]} -> {result.out_dir}")
     print(
@@ -281,6 +299,10 @@ def _print_sweep(result: SweepResult) -> int:
         ].to_string(index=False, float_format=lambda v: f"{v:.3f}")
     )
     print(f"suggested k={m.suggested_k}: {m.suggestion}")
+    for k in m.k_done:
+        warning = read_manifest(result.out_dir / k_folder(k)).metrics.convergence_warning
+        if warning:
+            print(f"warning: {warning}")
     return 0
 
 

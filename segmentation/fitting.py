@@ -3,7 +3,8 @@ profiled, named and sampled for the charts over all customers.
 
 A batch of one k is a single run; a sweep runs its k in a few batches so that the first ones
 can be shown while the rest are measured. Either way a k gets the same figures: the centres
-come from the same driver sample and seed, and every figure is computed over every customer.
+come from the same fit (the driver sample, or Spark ML on every customer) and seed, and every
+figure is computed over every customer.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,8 +22,10 @@ from pyspark.sql import functions as F
 from segmentation import metrics
 from segmentation.kmeans import (
     SAMPLE_ROWS,
+    Fit,
     cluster_of,
     fit_centres,
+    fit_every_customer,
     nearest,
     principal_axes,
     sample_rows,
@@ -47,6 +51,9 @@ from segmentation.profiles import (
 from segmentation.rfm import ROLES as RFM_ROLES
 from segmentation.validation import ValidationReport
 
+if TYPE_CHECKING:
+    from pyspark.ml.clustering import KMeansModel
+
 CHART_SAMPLE_ROWS = 5000
 MIN_CHART_ROWS = 100  # per segment, when it has them
 
@@ -64,6 +71,7 @@ class Segmentation:
     notes: list[str]
     rfm: pd.DataFrame | None = None  # segment, rfm_segment, customers: rfm_overlap.csv
     sample: pd.DataFrame | None = None  # customers the charts draw (chart_sample.parquet)
+    spark_model: KMeansModel | None = None  # Spark ML's, when fitted on every customer
 
     @property
     def names(self) -> dict[int, str]:
@@ -83,24 +91,32 @@ class Segmentation:
 
 @dataclass
 class Centres:
-    """The centres of every k, fitted on one driver sample (also the charts' principal axes)."""
+    """The centres of every k, fitted on one driver sample or, by Spark ML, on every customer
+    (the sample also gives the charts their customers and principal axes)."""
 
-    sample: pd.DataFrame  # the customers they are fitted on, with what the charts show
+    sample: pd.DataFrame  # the customers drawn to the driver, with what the charts show
     columns: list[str]  # the standardized features in the sample
     axes: np.ndarray  # features x components
+    every_customer: DataFrame | None = None  # set when Spark ML fits on all of them instead
+    rows: int = 0  # customers in the table
     by_k: dict[int, np.ndarray] = field(default_factory=dict)
+    fits: dict[int, Fit] = field(default_factory=dict)  # how each k's fit ended
     seconds: dict[int, float] = field(default_factory=dict)  # time each k's fit took
 
     @property
     def fitted_on(self) -> int:
-        return len(self.sample)
+        return self.rows if self.every_customer is not None else len(self.sample)
 
     def fit(self, ks: Sequence[int], seed: int, max_iter: int) -> None:
-        """Fit the centres of each k in `ks` on the sample."""
+        """Fit the centres of each k in `ks`, on the sample or on every customer."""
         x = self.sample[self.columns].to_numpy(float)
         for k in ks:
             started = time.perf_counter()
-            self.by_k[k] = fit_centres(x, k, seed, max_iter)
+            if self.every_customer is not None:
+                fitted = fit_every_customer(self.every_customer, self.columns, k, seed, max_iter)
+            else:
+                fitted = fit_centres(x, k, seed, max_iter)
+            self.by_k[k], self.fits[k] = fitted.centres, fitted
             self.seconds[k] = round(time.perf_counter() - started, 3)
 
 
@@ -146,9 +162,10 @@ def chart_columns(data: PreparedData) -> list[Column]:
     return keep
 
 
-def draw_sample(data: PreparedData, seed: int) -> Centres:
-    """A random sample of at most SAMPLE_ROWS customers, which every k's centres are fitted on
-    and which gives the charts their customers and principal axes; no centres yet."""
+def draw_sample(data: PreparedData, seed: int, fit: str = "sample") -> Centres:
+    """A random sample of at most SAMPLE_ROWS customers, which gives the charts their customers
+    and principal axes and, unless `fit` is "full" (Spark ML on every customer), every k's
+    centres; no centres yet."""
     sample = sample_rows(
         data.scaled, [*data.model_cols, *chart_columns(data)], data.rows_out, SAMPLE_ROWS, seed
     )
@@ -157,6 +174,8 @@ def draw_sample(data: PreparedData, seed: int) -> Centres:
         sample=sample,
         columns=list(data.model_cols),
         axes=principal_axes(x, min(3, len(data.model_cols))),
+        every_customer=data.scaled if fit == "full" else None,
+        rows=data.rows_out,
     )
 
 
@@ -212,9 +231,23 @@ def describe(
     return found
 
 
+def _fit_kind(centres: Centres) -> str:
+    """How the centres were fitted, in the analyst's words."""
+    rows, fitted_on = centres.rows, centres.fitted_on
+    if centres.every_customer is not None:
+        return f"centres fitted by Spark ML KMeans (k-means||) on all {rows:,} customers"
+    if fitted_on >= rows:
+        return f"centres fitted on all {rows:,} customers"
+    return (
+        f"centres fitted on a random sample of {fitted_on:,} of {rows:,} customers; "
+        "every customer is assigned and every figure is computed over all of them"
+    )
+
+
 def _quality(
-    k: int, stats: list[metrics.ClusterStats], silhouette_sum: float, rows: int, fitted_on: int
+    k: int, stats: list[metrics.ClusterStats], silhouette_sum: float, rows: int, centres: Centres
 ) -> Quality:
+    fitted = centres.fits.get(k)
     return Quality(
         silhouette=silhouette_sum / rows if len(stats) > 1 else None,
         silhouette_kind="squared Euclidean silhouette, over every customer",
@@ -223,13 +256,10 @@ def _quality(
         davies_bouldin=metrics.davies_bouldin(stats),
         k_requested=k,
         segments_found=len(stats),
-        fitted_on=fitted_on,
-        fit_kind=(
-            f"centres fitted on all {rows:,} customers"
-            if fitted_on >= rows
-            else f"centres fitted on a random sample of {fitted_on:,} of {rows:,} customers; "
-            "every customer is assigned and every figure is computed over all of them"
-        ),
+        fitted_on=centres.fitted_on,
+        fit_kind=_fit_kind(centres),
+        iterations=fitted.iterations if fitted else None,
+        converged=fitted.converged if fitted else None,
     )
 
 
@@ -250,7 +280,7 @@ def _segmentation(
         stats,
         sum(p.silhouette_sum for p in profiled.values()),
         data.rows_out,
-        centres.fitted_on,
+        centres,
     )
     top = _top_values(mix)
     cells = _rfm_cells(rfm)
@@ -292,6 +322,7 @@ def _segmentation(
         order=order,
         notes=notes,
         rfm=_overlap(rfm, order),
+        spark_model=centres.fits[k].model if k in centres.fits else None,
     )
 
 

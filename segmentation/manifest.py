@@ -201,6 +201,19 @@ class Quality:
     sizes: dict[int, int] = field(default_factory=dict)  # segment number -> customers
     fitted_on: int | None = None  # None in results written before centres came from a sample
     fit_kind: str | None = None
+    iterations: int | None = None  # Lloyd's iterations (None: written before, or not fitted)
+    converged: bool | None = None  # False when the iteration cap stopped the fit
+
+    @property
+    def convergence_warning(self) -> str | None:
+        """What the analyst is told when the iteration cap, not convergence, ended the fit."""
+        if self.converged is not False:
+            return None
+        return (
+            f"KMeans for k={self.k_requested} stopped at its cap of {self.iterations} iterations "
+            "before its centres settled, so these segments may be slightly worse than a "
+            "converged fit's. Run it again with a higher cap (--max-iter on the command line)."
+        )
 
 
 @dataclass(frozen=True)
@@ -224,6 +237,7 @@ class Files:
     categorical_mix: str
     chart_sample: str
     rfm_overlap: str | None = None
+    spark_model: str | None = None  # Spark ML's KMeansModel, when fitted on every customer
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from segmentation.errors import InputError
 from segmentation.loading import LoadOptions
 
 OUTLIER_POLICIES = ("cap", "remove", "none")
+FIT_KINDS = ("sample", "full")  # centres from a driver sample, or Spark ML on every customer
 
 
 MIN_K, MAX_K = 2, 30
@@ -25,7 +26,8 @@ class SegmentationParams:
     k: int = 4
     features: tuple[str, ...] | None = None  # None: Age, Spend, Recency, Frequency
     seed: int = 42
-    max_iter: int = 40
+    max_iter: int = 300  # a cap, not a budget: Lloyd stops when the centres settle
+    fit: str = "sample"  # one of FIT_KINDS
     outliers: str = "cap"
     log_features: tuple[str, ...] | None = None  # None: every skewed, non-negative feature
     column_mapping: Mapping[str, str] = field(default_factory=dict)
@@ -64,6 +66,8 @@ class SegmentationParams:
             )
         if self.max_iter < 1:
             raise InputError("The number of KMeans iterations must be at least 1.")
+        if self.fit not in FIT_KINDS:
+            raise InputError(f"Fit '{self.fit}' is unknown; use one of {', '.join(FIT_KINDS)}.")
         if self.k_range is not None:
             object.__setattr__(self, "k_range", _checked_k_range(self.k_range))
         if not 0 <= self.stability_seeds <= 10:

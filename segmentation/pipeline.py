@@ -45,7 +45,7 @@ def run_segmentation(
     data = prepare(spark, source, params, tracker, k)
     try:
         with tracker.stage("clustering", f"Fitting KMeans with k={k}"):
-            centres = draw_sample(data, params.seed)
+            centres = draw_sample(data, params.seed, params.fit)
             centres.fit([k], params.seed, params.max_iter)
         with tracker.stage("evaluation", "Measuring every customer: sizes, silhouette, spread"):
             measured, profiled = measure(data, centres, [k])

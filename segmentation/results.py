@@ -50,6 +50,7 @@ SEGMENTS = "segments.csv"
 MIX = "categorical_mix.csv"
 SAMPLE = "chart_sample.parquet"
 RFM = "rfm_overlap.csv"
+SPARK_MODEL = "spark_model"  # Spark ML's KMeansModel of a fit on every customer
 SWEEP_TABLE = "sweep.csv"
 SPLITS = "splits.csv"
 NAMES = "segment_names.json"  # names the analyst gave segments, beside the manifest
@@ -130,6 +131,10 @@ def write_results(
         seg.sample.to_parquet(partial / SAMPLE, index=False)
         if seg.rfm is not None:
             seg.rfm.to_csv(partial / RFM, index=False)
+        if seg.spark_model is not None:
+            # Spark ML's own format, for KMeansModel.load; written by the engine (a Connect
+            # server too), hence the absolute path.
+            seg.spark_model.write().save(str(partial / SPARK_MODEL))
         manifest = replace(
             _manifest(data, seg, params, timings(), in_sweep), model_source=model_source
         )
@@ -189,6 +194,7 @@ def _manifest(
             categorical_mix=MIX,
             chart_sample=SAMPLE,
             rfm_overlap=RFM if seg.rfm is not None else None,
+            spark_model=SPARK_MODEL if seg.spark_model is not None else None,
         ),
         rfm=data.rfm.to_dict() if data.rfm else None,
         sweep_k=seg.k if in_sweep else None,

@@ -85,7 +85,7 @@ def _stability(
     silhouettes = {k: [found[k].quality.silhouette] for k in ks}
     aris: dict[int, list[float]] = {k: [] for k in ks}
     for extra in range(1, params.stability_seeds + 1):
-        other = draw_sample(data, params.seed + extra)
+        other = draw_sample(data, params.seed + extra, params.fit)
         other.fit(ks, params.seed + extra, params.max_iter)
         measured, profiled = measure(data, other, ks)
         shared = agreement(
@@ -133,6 +133,8 @@ def _summary_row(seg: Segmentation, rows: int, fit_seconds: float) -> dict:
         "smallest_share": smallest,
         "tiny_segment": smallest < TINY_SHARE,
         "fit_seconds": fit_seconds,
+        "iterations": quality.iterations,
+        "converged": quality.converged,
     }
 
 
@@ -270,7 +272,7 @@ def run_sweep(
         out_dir.mkdir(parents=True)
         with tracker.stage("clustering", f"Fitting centres for k={ks[0]} on a sample"):
             # The other k are fitted batch by batch, so that the first k shows soonest.
-            centres = draw_sample(data, params.seed)
+            centres = draw_sample(data, params.seed, params.fit)
             centres.fit(ks[:1], params.seed, params.max_iter)
         with tracker.stage("evaluation", "Measuring every k over every customer"):
             found, by_cluster, rows = _measure_batches(data, centres, ks, params, out_dir, tracker)

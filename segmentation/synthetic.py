@@ -714,3 +714,26 @@ def write_transactions(
             writer.write_table(chunk)
             written += chunk.num_rows
     return written
+
+
+OVERLAPPING_SHARES = (0.34, 0.22, 0.15, 0.11, 0.08, 0.06, 0.04)
+
+
+def make_overlapping(
+    n: int, seed: int = 0, features: int = 4, spread: float = 0.6
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Customers in seven overlapping groups of unequal size, Gaussian (no skew, so nothing is
+    logged or capped differently): hard data, on which Lloyd needs many iterations to settle.
+
+    Returns the table (CustomerID, x1..x<features>) and each row's group. `spread` is how far
+    apart the groups' centres lie, in units of a group's typical spread.
+    """
+    rng = np.random.default_rng(seed)
+    groups = len(OVERLAPPING_SHARES)
+    centres = rng.normal(0, spread, (groups, features))
+    scales = rng.uniform(0.5, 1.5, (groups, features))
+    group = rng.choice(groups, n, p=OVERLAPPING_SHARES)
+    values = centres[group] + rng.normal(0, 1, (n, features)) * scales[group]
+    table = pd.DataFrame(100 + 10 * values, columns=[f"x{i + 1}" for i in range(features)])
+    table.insert(0, "CustomerID", [f"C{i:07d}" for i in range(n)])
+    return table, group

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 import pandas as pd
 
 from segmentation.synthetic import make_customers
@@ -156,3 +157,23 @@ def real_shaped_log(path):
     lines = [",".join(f'"{v}"' if "," in str(v) else str(v) for v in row) for row in rows]
     path.write_text("\n".join([header, *lines]) + "\n")
     return path
+
+
+def model_inputs(result) -> tuple[np.ndarray, np.ndarray]:
+    """Every customer's standardized features, rebuilt from customers.csv and the model the
+    manifest records (fill value, outlier fences, log, mean and standard deviation), and the
+    segments."""
+    customers = pd.read_csv(result.out_dir / "customers.csv")
+    model = result.manifest.model.features
+    columns = []
+    for feature in result.manifest.features:
+        steps = model[feature]
+        values = customers[feature].astype(float).fillna(steps.fill)
+        if steps.fences:
+            values = values.clip(*steps.fences)
+        if steps.transform == "log":
+            values = np.log1p(values.clip(lower=0))
+        elif steps.transform == "signed-log":
+            values = np.sign(values) * np.log1p(values.abs())
+        columns.append((values - steps.mean) / steps.std)
+    return np.column_stack(columns), customers["segment"].to_numpy()

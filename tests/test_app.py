@@ -163,10 +163,12 @@ def test_upload_then_start_queues_a_job_with_the_chosen_settings():
     assert not at.exception
     assert not at.error
     at.slider[0].set_value(3).run()
+    next(r for r in at.radio if r.label == "Fit the segments on").set_value("full").run()
     button(at, "Start segmentation").click().run()
     assert not at.exception
     job = ui.services().store.list()[0]
     assert job.original_name == "shop.csv" and job.params["k"] == 3
+    assert job.params["fit"] == "full"
     assert job.params["features"] == ["Age", "Spend", "Recency", "Frequency"]
     assert wait_for(job.id).state.value == "succeeded"
 

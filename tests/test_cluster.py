@@ -108,6 +108,12 @@ def connect_clients(connect, customers, workdir):
             env,
             logs / "connect-app.out",
         ),
+        "full fit": cluster.Client.start(
+            segmentation_cli(customers.name, "--fit", "full", "--out", "connect-full"),
+            customers.parent,
+            env,
+            logs / "connect-full.out",
+        ),
     }
     yield clients
     for client in clients.values():
@@ -225,6 +231,36 @@ def test_spark_submit_to_standalone_matches_local(standalone, customers, local_r
     assert_same_segmentation(out, local_result)
 
 
+@pytest.fixture(scope="module")
+def standalone_full(standalone, customers, workdir) -> Path:
+    """`--fit full` on the standalone cluster: Spark ML's KMeans on every customer."""
+    out = workdir / "standalone-full"
+    run = cluster.run_client(
+        segmentation_cli(str(customers), "--fit", "full", "--out", str(out)),
+        ROOT,
+        standalone_env(standalone),
+        workdir / "clients" / "standalone-full.out",
+    )
+    assert run.returncode == 0, f"{run.describe()}\n{standalone.describe()}"
+    return out
+
+
+def assert_spark_ml_fit(out: Path, master: str) -> None:
+    """A full fit ran where it should, converged, and saved Spark ML's model of k centres."""
+    got = manifest(out)
+    assert got["versions"]["master"] == master
+    assert got["params"]["fit"] == "full" and "Spark ML" in got["metrics"]["fit_kind"]
+    assert got["metrics"]["converged"] is True
+    assert got["files"]["spark_model"] == "spark_model"
+    metadata = json.loads(next((out / "spark_model" / "metadata").glob("part-*")).read_text())
+    assert metadata["class"] == "org.apache.spark.ml.clustering.KMeansModel"
+    assert metadata["paramMap"]["k"] == K
+
+
+def test_full_fit_on_standalone_saves_a_spark_ml_model(standalone, standalone_full):
+    assert_spark_ml_fit(standalone_full, standalone.url)
+
+
 def test_command_line_on_connect_matches_local(connect, connect_clients, customers, local_result):
     url, server = connect
     run = connect_clients["command line"].finish()
@@ -242,6 +278,17 @@ def test_app_job_on_connect_matches_local(connect, connect_clients, customers, l
     out = finished_job(run, customers.parent)
     assert manifest(out)["versions"]["master"] == url
     assert_same_segmentation(out, local_result)
+
+
+def test_full_fit_on_connect_matches_standalone(
+    connect, connect_clients, customers, standalone_full
+):
+    url, server = connect
+    run = connect_clients["full fit"].finish()
+    assert run.returncode == 0, f"{run.describe()}\n{server.describe()}"
+    out = customers.parent / "connect-full"
+    assert_spark_ml_fit(out, url)
+    assert_same_segmentation(out, standalone_full)
 
 
 def assert_nobody_moved(comparison: Path, customers: int) -> None:

@@ -39,7 +39,7 @@ def test_centres_fitted_on_a_sample_recover_the_groups(blobs):
     df, x, truth = blobs
     drawn = sample(df, len(x), 600, seed=1)
     assert 500 <= len(drawn) <= 600
-    centres = kmeans.fit_centres(drawn, 4, seed=1, max_iter=40)
+    centres = kmeans.fit_centres(drawn, 4, seed=1, max_iter=40).centres
     assert centres.shape == (4, 3)
     assert adjusted_rand_score(truth, labels_of(x, centres)) > 0.99
 
@@ -49,8 +49,8 @@ def test_same_seed_same_centres_and_a_spark_label_for_every_row(blobs):
     drawn = sample(df, len(x), 1000, seed=7)
     again = sample(df, len(x), 1000, seed=7)
     np.testing.assert_array_equal(drawn, again)
-    first = kmeans.fit_centres(drawn, 5, seed=7, max_iter=40)
-    np.testing.assert_array_equal(first, kmeans.fit_centres(again, 5, seed=7, max_iter=40))
+    first = kmeans.fit_centres(drawn, 5, seed=7, max_iter=40).centres
+    np.testing.assert_array_equal(first, kmeans.fit_centres(again, 5, seed=7, max_iter=40).centres)
     spark_labels = df.select(*COLUMNS, kmeans.cluster_of(COLUMNS, first).alias("c")).toPandas()
     expected = labels_of(spark_labels[COLUMNS].to_numpy(), first)
     np.testing.assert_array_equal(spark_labels["c"].to_numpy(), expected)
@@ -72,7 +72,7 @@ def test_a_customer_halfway_between_two_centres_goes_to_the_lowest_id_on_both_si
 def test_more_segments_than_distinct_customers_leaves_the_extra_ones_empty(spark):
     df = spark.createDataFrame(pd.DataFrame({"z0": [0.0, 0.0, 1.0, 1.0], "z1": [1.0] * 4}))
     drawn = sample(df, 4, 100, seed=0, columns=["z0", "z1"])
-    centres = kmeans.fit_centres(drawn, 3, seed=0, max_iter=10)
+    centres = kmeans.fit_centres(drawn, 3, seed=0, max_iter=10).centres
     labels = df.select(kmeans.cluster_of(["z0", "z1"], centres).alias("c")).toPandas()["c"]
     assert sorted(labels.value_counts().tolist()) == [2, 2]
     assert 2 not in set(labels)  # the repeated centre loses every tie

@@ -28,7 +28,7 @@ def table(spark):
     df = spark.createDataFrame(frame).repartition(3).cache()
     df.count()
     sample = kmeans.sample_rows(df, COLUMNS, len(x), 500, seed=2).to_numpy(float)
-    centres = {k: kmeans.fit_centres(sample, k, seed=2, max_iter=40) for k in range(2, 6)}
+    centres = {k: kmeans.fit_centres(sample, k, seed=2, max_iter=40).centres for k in range(2, 6)}
     yield df, frame, centres
     df.unpersist()
 

@@ -22,7 +22,7 @@ from segmentation.pipeline import run_segmentation
 from segmentation.preparation import STAGES
 from segmentation.results import load_results
 from segmentation.rfm import SCORE_COLUMNS
-from tests.helpers import SAMPLE_CUSTOMERS, refunds_csv, synthetic_csv
+from tests.helpers import SAMPLE_CUSTOMERS, model_inputs, refunds_csv, synthetic_csv
 
 
 @pytest.fixture(scope="module")
@@ -61,26 +61,6 @@ def test_known_segments_are_recovered(run, synthetic):
     customers = pd.read_csv(result.out_dir / "customers.csv")
     assert list(customers["CustomerID"]) == list(table["CustomerID"])
     assert adjusted_rand_score(labels, customers["segment"]) >= 0.9
-
-
-def model_inputs(result) -> tuple[np.ndarray, np.ndarray]:
-    """Every customer's standardized features, rebuilt from customers.csv and the model the
-    manifest records (fill value, outlier fences, log, mean and standard deviation), and the
-    segments."""
-    customers = pd.read_csv(result.out_dir / "customers.csv")
-    model = result.manifest.model.features
-    columns = []
-    for feature in result.manifest.features:
-        steps = model[feature]
-        values = customers[feature].astype(float).fillna(steps.fill)
-        if steps.fences:
-            values = values.clip(*steps.fences)
-        if steps.transform == "log":
-            values = np.log1p(values.clip(lower=0))
-        elif steps.transform == "signed-log":
-            values = np.sign(values) * np.log1p(values.abs())
-        columns.append((values - steps.mean) / steps.std)
-    return np.column_stack(columns), customers["segment"].to_numpy()
 
 
 def test_metrics_agree_with_scikit_learn(run):
