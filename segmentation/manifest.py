@@ -210,7 +210,8 @@ class Quality:
         if self.converged is not False:
             return None
         return (
-            f"KMeans for k={self.k_requested} stopped at its cap of {self.iterations} iterations "
+            f"KMeans for k={self.k_requested} stopped at its cap of {self.iterations} "
+            f"iteration{'' if self.iterations == 1 else 's'} "
             "before its centres settled, so these segments may be slightly worse than a "
             "converged fit's. Run it again with a higher cap (--max-iter on the command line)."
         )
