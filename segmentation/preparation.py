@@ -38,6 +38,9 @@ from segmentation.validation import (
 # stage, whole-run progress 0..1, what is happening, seconds of each finished stage
 ProgressCallback = Callable[[str, float, str, Mapping[str, float]], None]
 
+# Marks a customer outside a fence under the "remove" policy (see apply_treatment, kept).
+REMOVED = "__removed"
+
 STAGES = (
     "loading",
     "validating",
@@ -202,7 +205,8 @@ def apply_treatment(
     """The treatment as expressions, not yet run: fill, flag (and cap or remove) outliers,
     log-transform. Feature values come parsed from the cached table (`__n<column>`), so no
     text is parsed twice. Each fenced feature gets two flags, below (`__o<2j>`) and above
-    (`__o<2j+1>`) its fences, which `measure_inputs` counts."""
+    (`__o<2j+1>`) its fences, which `measure_inputs` counts; under `remove` a customer outside
+    any fence is marked `REMOVED`, and `kept` filters it out after that count."""
     df = table.df
     value_cols, model_cols, outlier_flags = [], [], []
     select = [quoted_column(c) for c in table.columns]
@@ -227,11 +231,10 @@ def apply_treatment(
         model_cols.append((f"__x{i}", model_value))
     prepared = df.select(*select, *[f.alias(f"__o{j}") for j, f in enumerate(outlier_flags)])
     if remove and outlier_flags:
-        prepared = prepared.where(
-            ~F.greatest(*[F.col(f"__o{j}") for j in range(len(outlier_flags))])
-            if len(outlier_flags) > 1
-            else ~F.col("__o0")
-        )
+        # Flagged, not yet filtered: `measure_inputs` counts the flags of every customer and
+        # measures the kept ones in the same pass; `kept` then drops the removed.
+        flags = [F.col(f"__o{j}") for j in range(len(outlier_flags))]
+        prepared = prepared.withColumn(REMOVED, F.greatest(*flags) if len(flags) > 1 else flags[0])
     inputs = []
     for (name, expr), value_col in zip(model_cols, value_cols, strict=True):
         if expr is None:
@@ -369,14 +372,21 @@ def account(
     )
 
 
+def kept(prepared: DataFrame) -> DataFrame:
+    """The customers the fit sees: without those `apply_treatment` marked for removal."""
+    return prepared.where(~F.col(REMOVED)) if REMOVED in prepared.columns else prepared
+
+
 def measure_inputs(prepared: DataFrame, fenced: int, inputs: Sequence[str], min_k: int) -> Row:
     """One pass: rows left, customers below (`o<2j>`) and above (`o<2j+1>`) the fences of each
-    fenced feature, and each model input's mean and standard deviation for the scaling."""
+    fenced feature (counted before any removal, so the account names whom it removed), and
+    each kept model input's mean and standard deviation for the scaling."""
+    keep = ~F.col(REMOVED) if REMOVED in prepared.columns else F.lit(True)
     counts = prepared.agg(
-        F.count(F.lit(1)).alias("rows"),
+        F.count(F.when(keep, 1)).alias("rows"),
         *[F.sum(F.col(f"__o{j}").cast("int")).alias(f"o{j}") for j in range(2 * fenced)],
-        *[F.avg(c).alias(f"mean{i}") for i, c in enumerate(inputs)],
-        *[F.stddev_samp(c).alias(f"std{i}") for i, c in enumerate(inputs)],
+        *[F.avg(F.when(keep, F.col(c))).alias(f"mean{i}") for i, c in enumerate(inputs)],
+        *[F.stddev_samp(F.when(keep, F.col(c))).alias(f"std{i}") for i, c in enumerate(inputs)],
     ).collect()[0]
     if counts["rows"] < min_k:
         raise InputError(
@@ -415,7 +425,7 @@ def prepare(
 
         with tracker.stage("scaling", "Standardizing features (mean 0, standard deviation 1)"):
             scaler = [(counts[f"mean{i}"], counts[f"std{i}"]) for i in range(len(inputs))]
-            scaled, model_cols = standardize(prepared, inputs, scaler)
+            scaled, model_cols = standardize(kept(prepared), inputs, scaler)
     except BaseException:
         unpersist(cached)
         raise

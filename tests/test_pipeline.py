@@ -198,6 +198,15 @@ def test_outlier_policies(spark, tmp_path, policy):
     elif policy == "remove":
         assert repairs.rows_removed == 1 and result.manifest.rows_out == 59
         assert cleaned["Spend"].max() < 1_000
+        # The fences count the customers before they were removed, not the none left after.
+        (spend,) = [f for f in repairs.fences if f.feature == "Spend"]
+        assert (spend.below, spend.above) == (0, 1) and repairs.outliers["Spend"] == 1
+        assert repairs.sentences() == [
+            "'Spend': 0 customers below and 1 above its IQR fences 70 and 190 were removed.",
+            "No customer lies outside the IQR fences of 'Age', 'Recency' and 'Frequency': none "
+            "removed there.",
+            "1 customer outside the IQR fences was removed before the fit.",
+        ]
     else:
         assert repairs.outliers == {} and cleaned["Spend"].max() == 1_000_000
 
