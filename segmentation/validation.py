@@ -83,6 +83,9 @@ class Problem:
     level: str  # "error" or "warning"
     message: str
     column: str | None = None
+    # A repair the run's typed account (manifest.Repairs) says again once it is made, so only
+    # the Upload page, before a run, shows this warning.
+    repair: bool = False
 
 
 @dataclass
@@ -607,6 +610,7 @@ def missing_problems(profile: ColumnProfile) -> list[Problem]:
             f"{missing:,} missing value{'s' * (missing != 1)} in '{profile.name}' will be filled "
             f"with the median ({_fmt(profile.median)}).",
             profile.name,
+            repair=True,
         )
     ]
 
@@ -625,25 +629,36 @@ def automatic_log(profile: ColumnProfile, rows: int) -> str | None:
 
 
 def negative_problems(profile: ColumnProfile, rows: int) -> list[Problem]:
-    """Negative values of a feature, which are kept, and what the model sees of them."""
-    n = profile.negatives
-    if not n:
+    """Negative values of a feature, which are kept, and what a run does with them under each
+    outlier policy (the policy is chosen after this report, so every one is said)."""
+    if not profile.negatives:
         return []
     if automatic_log(profile, rows) == "signed-log":
         fate = (
             "kept: the model sees sign(x)·log(1 + |x|) of this skewed feature (unless you choose "
-            "otherwise), so they stay below zero and its top customers stay apart, not capped."
+            "otherwise), so they stay below zero and its top customers stay apart, not capped; "
+            "the 'remove' outlier policy judges its IQR fences on that scale and removes the "
+            "customers outside them."
         )
-    else:
-        fate = "kept; outside the IQR fences the outlier policy caps or removes them."
-    return [
-        Problem(
-            "warning",
-            f"{n:,} negative value{'s' * (n != 1)} in '{profile.name}' "
-            f"(lowest {_fmt(profile.minimum)}); {fate} Check refunds or data entry.",
-            profile.name,
-        )
-    ]
+        return [negative_problem(profile, fate, repair=True)]
+    fate = (
+        "kept; outside the IQR fences the 'cap' outlier policy caps them, 'remove' removes them "
+        "and 'none' leaves them as they are."
+    )
+    return [negative_problem(profile, fate)]
+
+
+def negative_problem(profile: ColumnProfile, fate: str, repair: bool = False) -> Problem:
+    """The warning about a feature's negative values, saying their `fate` (a run's, or a saved
+    segmentation's for an assignment)."""
+    n = profile.negatives
+    return Problem(
+        "warning",
+        f"{n:,} negative value{'s' * (n != 1)} in '{profile.name}' "
+        f"(lowest {_fmt(profile.minimum)}); {fate} Check refunds or data entry.",
+        profile.name,
+        repair=repair,
+    )
 
 
 def placeholder_id_problems(id_column: str, placeholders: Mapping[str, int]) -> list[Problem]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from segmentation.columns import detect_mapping
 from segmentation.reading import RaggedRows
 from segmentation.validation import (
@@ -15,6 +17,7 @@ from segmentation.validation import (
     duplicate_id_problems,
     feature_problems,
     header_problems,
+    negative_problems,
     no_rows_problem,
     nothing_to_segment_problems,
     ragged_problems,
@@ -247,18 +250,43 @@ def test_repairs_are_reported_feature_by_feature():
             "warning",
             "3 negative values in 'Spend' (lowest -12.50); kept: the model sees "
             "sign(x)·log(1 + |x|) of this skewed feature (unless you choose otherwise), so they "
-            "stay below zero and its top customers stay apart, not capped. Check refunds or data "
-            "entry.",
+            "stay below zero and its top customers stay apart, not capped; the 'remove' outlier "
+            "policy judges its IQR fences on that scale and removes the customers outside them. "
+            "Check refunds or data entry.",
             "Spend",
         ),
         ("warning", "1 missing value in 'Age' will be filled with the median (41.25).", "Age"),
         (
             "warning",
             "1 negative value in 'Recency' (lowest -0.50); kept; outside the IQR fences the "
-            "outlier policy caps or removes them. Check refunds or data entry.",
+            "'cap' outlier policy caps them, 'remove' removes them and 'none' leaves them as they "
+            "are. Check refunds or data entry.",
             "Recency",
         ),
     ]
+    # The fills and the signed log are said again by the run's typed account, the rest not.
+    repairs = repair_problems([spend, age, recency, clean], examples, 100)
+    assert [p.repair for p in repairs] == [False, True, True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("skewness", "policies"),
+    [
+        (4.2, {"cap": "not capped", "remove": "'remove' outlier policy judges", "none": "kept"}),
+        (0.0, {"cap": "'cap' outlier policy caps", "remove": "'remove' removes", "none": "'none'"}),
+    ],
+)
+def test_negative_values_are_said_as_each_outlier_policy_treats_them(skewness, policies):
+    """The policy is chosen after the report: the warning says what each one does, never that
+    every policy caps or removes them."""
+    spend = profile("Spend", negatives=3, minimum=-12.5)
+    spend.skewness = skewness
+    (warning,) = negative_problems(spend, 100)
+    for said in policies.values():
+        assert said in warning.message
+    assert "caps or removes" not in warning.message
+    if skewness:  # the signed log keeps them below zero unless 'remove' removes them
+        assert "stay below zero" in warning.message and "removes the customers" in warning.message
 
 
 def test_a_skewed_feature_is_logged_signed_when_its_negatives_are_a_small_minority():
