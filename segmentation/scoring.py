@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from segmentation.errors import InputError
 from segmentation.fitting import describe, draw_sample, measure
 from segmentation.loading import LoadOptions, load_customer_table
-from segmentation.manifest import LogTransform, Manifest, Model, ModelSource
+from segmentation.manifest import FeatureModel, LogTransform, Manifest, Model, ModelSource
 from segmentation.pipeline import SegmentationResult
 from segmentation.preparation import (
     PreparedData,
@@ -41,6 +41,8 @@ from segmentation.validation import (
     NOTHING_TO_SEGMENT,
     ValidationReport,
     feature_problem,
+    negative_problem,
+    negative_problems,
     validate,
 )
 
@@ -149,6 +151,30 @@ def _unit_notes(report: ValidationReport, saved: Model) -> list[str]:
     return notes
 
 
+def _negative_fate(saved: FeatureModel, model: Manifest) -> tuple[str, bool]:
+    """What the saved segmentation does with a feature's negative values, and whether the
+    assignment's typed account says it again (a transform's sentence counts them)."""
+    if saved.transform == "signed-log":
+        return (
+            "kept: the saved segmentation sees sign(x)·log(1 + |x|) of this feature, so they "
+            "stay below zero.",
+            True,
+        )
+    if saved.transform == "log":
+        return (
+            "counted as 0: the saved segmentation sees log(1 + x) of this feature, which was "
+            "made without negatives.",
+            True,
+        )
+    if saved.fences and model.repairs.outlier_policy == "cap":
+        return (
+            f"kept; below the saved lower fence ({saved.fences[0]:,.2f}) they are placed as if "
+            "at it, as the saved segmentation caps this feature.",
+            False,
+        )
+    return "kept: the saved segmentation places them as they are.", False
+
+
 def _validated(
     table: Table, model: Manifest, saved: Model, numbers: dict[str, str]
 ) -> ValidationReport:
@@ -165,8 +191,17 @@ def _validated(
         report.raise_for_errors()  # an empty file: nothing to place
     _check_numbers(report, model, saved)
     waived = [feature_problem(report.profiles[f], report.rows, None, []) for f in model.features]
+    # Negatives are treated as the saved model says, not as this file's skew would choose.
+    waived += [
+        p for f in model.features for p in negative_problems(report.profiles[f], report.rows)
+    ]
     report.problems = [
         p for p in report.problems if p not in waived and p.message != NOTHING_TO_SEGMENT
+    ]
+    report.problems += [
+        negative_problem(report.profiles[f], *_negative_fate(saved.features[f], model))
+        for f in model.features
+        if report.profiles[f].negatives
     ]
     report.features = list(model.features)
     report.raise_for_errors()

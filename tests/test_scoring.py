@@ -18,7 +18,7 @@ from segmentation.manifest import read_manifest
 from segmentation.params import SegmentationParams
 from segmentation.pipeline import run_segmentation
 from segmentation.results import load_results, save_segment_names
-from segmentation.scoring import load_model, run_scoring
+from segmentation.scoring import check_input, load_model, run_scoring
 from segmentation.sweep import run_sweep
 from segmentation.synthetic import write_transactions
 from tests.helpers import refunds_csv, synthetic_csv
@@ -267,3 +267,33 @@ def test_a_reformatted_export_is_placed_and_compared_by_id(spark, trained, tmp_p
     assert moved.same_customers == 1500
     both = moved.migration
     assert (both["spend_before"] - both["spend_after"]).abs().max() < 0.01
+
+
+def test_refunds_in_a_file_assigned_to_a_plain_log_model_are_said_to_count_as_0(
+    spark, trained, tmp_path
+):
+    """The saved model (like every older one) sees log(1 + x) of Spend: this file's refunds are
+    worded from that transform, not from this file's skew, and the account counts them."""
+    path, run = trained
+    table = pd.read_csv(path)
+    table.loc[:2, "Spend"] = [-40.0, -15.5, -3.0]
+    refunds = tmp_path / "refunds.csv"
+    table.to_csv(refunds, index=False)
+    model = load_model(run)
+    assert model.model.features["Spend"].transform == "log"
+
+    report = check_input(spark, str(refunds), model, model.manifest.params.load_options)
+    (said,) = [p for p in report.warnings if "negative" in p.message]
+    assert said.message == (
+        "3 negative values in 'Spend' (lowest -40); counted as 0: the saved segmentation sees "
+        "log(1 + x) of this feature, which was made without negatives. Check refunds or data "
+        "entry."
+    )
+    assert said.repair  # the assignment's account says it: once, in its own words
+    scored = run_scoring(spark, run, str(refunds), tmp_path / "scored")
+    assert (
+        "The model sees 'Spend' as log(1 + x) (as the saved segmentation does; its 3 negative "
+        "values count as 0), so its top customers stay apart instead of sharing a cap; it is not "
+        "capped."
+    ) in scored.manifest.repairs.sentences()
+    assert not any("negative" in w for w in scored.manifest.warnings)
