@@ -44,12 +44,17 @@ cols[4].metric(
     ui.fmt(metrics.davies_bouldin),
     help="Average similarity of each segment to its closest one; lower is better.",
 )
-repaired = manifest.repairs.sentences()
-if repaired:
+told = manifest.told()
+for warning in told.warnings:
+    st.warning(ui.plain(warning), icon=":material/warning:")
+if told.repaired:
     st.info(
-        "**What the run repaired**\n\n" + "\n".join(f"- {ui.plain(line)}" for line in repaired),
+        "**What the run repaired**\n\n"
+        + "\n".join(f"- {ui.plain(line)}" for line in told.repaired),
         icon=":material/build:",
     )
+if told.notes:
+    st.info("\n".join(f"- {ui.plain(line)}" for line in told.notes), icon=":material/info:")
 if metrics.convergence_warning:
     st.warning(ui.plain(metrics.convergence_warning), icon=":material/warning:")
 

@@ -275,8 +275,11 @@ def _print_result(result: SegmentationResult) -> int:
     if m.metrics.convergence_warning:
         print(f"warning: {m.metrics.convergence_warning}")
     print(_segment_table(result.segments))
-    for warning in m.warnings + m.repairs.sentences():
-        print(f"note: {warning}")
+    told = m.told()
+    for warning in told.warnings:
+        print(f"warning: {warning}")
+    for line in told.repaired + told.notes:
+        print(f"note: {line}")
     return 0
 
 

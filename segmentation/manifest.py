@@ -88,7 +88,11 @@ class Repairs:
 
     def sentences(self) -> list[str]:
         """Every repair in one plain sentence, then the notes (an order log's dropped lines
-        among them): what Results and the command line say a run did."""
+        among them): all the account says, as `RunBasics.told` sorts it for the analyst."""
+        return self.typed() + self.notes
+
+    def typed(self) -> list[str]:
+        """The typed repairs (fills, transforms, fences, removals), one plain sentence each."""
         lines = [
             f"Filled {_count(f.customers, 'missing value')} of '{f.feature}' with the median, "
             f"{_number(f.value)}."
@@ -107,7 +111,16 @@ class Repairs:
                 f"{_count(self.rows_removed, 'customer')} outside the IQR fences "
                 f"{'were' if self.rows_removed != 1 else 'was'} removed before the fit."
             )
-        return lines + self.notes
+        return lines
+
+
+@dataclass(frozen=True)
+class Told:
+    """What a run tells the analyst, sorted as Results and the command line show it."""
+
+    repaired: list[str]  # every repair, an order log's left-out lines among them
+    notes: list[str]  # what else to know: validation warnings, segments, how the log was read
+    warnings: list[str]  # what asks for action, e.g. an id that is probably a till account
 
 
 TRANSFORM_FORMULAS = {
@@ -125,8 +138,9 @@ _CHOSEN = {
 def _transform_sentence(t: LogTransform) -> str:
     skew = "n/a" if t.skewness is None else f"{t.skewness:.1f}"
     why = _CHOSEN[t.chosen_by].format(skew=skew)
-    if t.transform == "signed-log":
-        why += f"; its {_count(t.negatives, 'negative value')} stay below zero"
+    if t.negatives:  # plain log only in an assignment to a model saved without negatives
+        fate = "stay below zero" if t.transform == "signed-log" else "count as 0"
+        why += f"; its {_count(t.negatives, 'negative value')} {fate}"
     return (
         f"The model sees '{t.feature}' as {TRANSFORM_FORMULAS[t.transform]} ({why}), so its top "
         "customers stay apart instead of sharing a cap; it is not capped."
@@ -268,6 +282,20 @@ class RunBasics:
     versions: dict[str, str | None]
     timings: dict[str, float]
     transactions: TransactionReport | None = None  # the order log the customers were built from
+
+    def told(self) -> Told:
+        """The repairs apart from the notes and from what needs action: one sorting for the
+        Results page and the command line. The validation warnings that were repairs to be are
+        not in `warnings` (results.py), so each repair is said once."""
+        origin = self.transactions
+        alarms = origin.warnings() if origin else []
+        left_out = origin.repairs() if origin else []
+        notes = self.repairs.notes
+        return Told(
+            repaired=self.repairs.typed() + [n for n in notes if n in left_out],
+            notes=self.warnings + [n for n in notes if n not in left_out and n not in alarms],
+            warnings=[n for n in notes if n in alarms],
+        )
 
     def basics(self) -> dict[str, Any]:
         """The shared fields, to build a sweep's manifest from one of its k."""

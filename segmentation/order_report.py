@@ -117,8 +117,15 @@ class TransactionReport:
 
     def messages(self) -> list[str]:
         """Warnings and notes an analyst should read before trusting the customer table."""
-        lines: list[str] = []
-        lines.extend(self._id_messages())
+        return self.repairs() + self.warnings() + self._context()
+
+    def warnings(self) -> list[str]:
+        """What asks for the analyst's action: an id that is probably no customer."""
+        return [self.dominant_id.message()] if self.dominant_id else []
+
+    def repairs(self) -> list[str]:
+        """The order lines (and customers) building the customer table left out or subtracted."""
+        lines = [self._missing_id_message()] if self.rows_without_customer else []
         if self.unparseable_dates:
             examples = ", ".join(self.unparseable_examples) or "empty values"
             column = self.roles.get("date", "date")
@@ -155,6 +162,11 @@ class TransactionReport:
                 f"{_were(self.returns_only_customers)} left out: with no purchase there is no "
                 "recency, frequency or order value to segment on."
             )
+        return lines
+
+    def _context(self) -> list[str]:
+        """How the customer table was built, for reading it."""
+        lines = []
         if self.frequency_basis == "days":
             lines.append(
                 "The log has no order id column, so Frequency counts the distinct days a customer "
@@ -175,11 +187,6 @@ class TransactionReport:
         if self.attributes:
             lines.extend(self.attributes.messages())
         return lines
-
-    def _id_messages(self) -> list[str]:
-        """Lines left out for want of a real customer id, and an id that is probably none."""
-        found = [self._missing_id_message()] if self.rows_without_customer else []
-        return found + ([self.dominant_id.message()] if self.dominant_id else [])
 
     def _missing_id_message(self) -> str:
         """Lines left out for want of a real customer id, naming the placeholders found."""

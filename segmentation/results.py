@@ -173,7 +173,7 @@ def _manifest(
         rows_in=report.rows,
         rows_out=data.rows_out,
         repairs=replace(data.repairs, notes=data.repairs.notes + seg.notes),
-        warnings=[p.message for p in report.warnings],
+        warnings=[p.message for p in report.warnings if not p.repair],
         versions={**engine_info(spark), "python": platform.python_version()},
         timings=dict(timings),
         transactions=data.origin,

@@ -379,7 +379,7 @@ CORPUS = [
         "missing_tokens",
         "gaps.csv",
         lambda: spend_as(["N/A", "null", "-", "", *[f"{c.spend}" for c in CUSTOMERS[4:]]]),
-        warnings=("4 missing values in 'Spend'", "median"),
+        warnings=("4 missing values", "'Spend'", "median"),  # to be filled, then filled
         filled={"Spend": 4},
         values={"Spend": {"C05": 160.0, "C01": 2200.0}},
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from sklearn.metrics import (
 
 from segmentation.errors import InputError
 from segmentation.manifest import read_manifest
+from segmentation.order_report import DominantId, TransactionReport
 from segmentation.params import SegmentationParams
 from segmentation.pipeline import run_segmentation
 from segmentation.preparation import STAGES
@@ -265,6 +267,32 @@ def test_a_few_refunds_get_the_signed_log_not_a_cap_and_it_is_said(refunds):
     assert seen[5:8].max() < zero < seen[8:].min()
     assert read_manifest(refunds.out_dir).repairs == manifest.repairs
     assert read_manifest(refunds.out_dir).model == manifest.model
+
+
+def test_results_and_the_command_line_sort_repairs_notes_and_what_needs_action(refunds):
+    """One sorting (Manifest.told): repairs and left-out order lines in the repairs box, other
+    notes apart, an id that is probably a till account as a warning; the validation warnings
+    that were repairs to be are not repeated."""
+    dominant = DominantId("99999", 40, 0.44, 0.004, 13.3, "order lines")
+    origin = TransactionReport(
+        *(100, 9, 0, [], 0, 0, 0.0, 0, 0, 0.0, 60, None, None, None, "ISO", {}, "orders"),
+        notes=["Carried from the order lines to each customer: 'Country'."],
+        dominant_id=dominant,
+    )
+    segments = "KMeans found only 2 distinct segments."
+    manifest = replace(
+        refunds.manifest,
+        transactions=origin,
+        repairs=replace(refunds.manifest.repairs, notes=[*origin.messages(), segments]),
+    )
+    told = manifest.told()
+    assert told.warnings == [dominant.message()]
+    assert told.repaired == [
+        *refunds.manifest.repairs.typed(),
+        "9 order lines have no customer id (guest orders?) and were left out.",
+    ]
+    assert told.notes == ["Carried from the order lines to each customer: 'Country'.", segments]
+    assert refunds.manifest.warnings == []  # the fill and the signed log: said once, typed
 
 
 def test_removal_judges_a_logged_feature_on_the_log_scale(spark, tmp_path):
