@@ -98,7 +98,9 @@ class Repairs:
             f"{_number(f.value)}."
             for f in self.fills
         ]
-        lines += [_transform_sentence(t) for t in self.transforms]
+        # Under "remove" a logged feature is fenced on its log scale: its negatives may go.
+        judged = {f.feature for f in self.fences} if self.outlier_policy == "remove" else set()
+        lines += [_transform_sentence(t, t.feature in judged) for t in self.transforms]
         outside = [f for f in self.fences if f.below or f.above]
         lines += [_fence_sentence(f, self.outlier_policy) for f in outside]
         if inside := [f"'{f.feature}'" for f in self.fences if f not in outside]:
@@ -135,11 +137,12 @@ _CHOSEN = {
 }
 
 
-def _transform_sentence(t: LogTransform) -> str:
+def _transform_sentence(t: LogTransform, fenced: bool) -> str:
     skew = "n/a" if t.skewness is None else f"{t.skewness:.1f}"
     why = _CHOSEN[t.chosen_by].format(skew=skew)
     if t.negatives:  # plain log only in an assignment to a model saved without negatives
         fate = "stay below zero" if t.transform == "signed-log" else "count as 0"
+        fate += " unless outside its fences, below" if fenced else ""
         why += f"; its {_count(t.negatives, 'negative value')} {fate}"
     return (
         f"The model sees '{t.feature}' as {TRANSFORM_FORMULAS[t.transform]} ({why}), so its top "

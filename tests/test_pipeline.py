@@ -17,7 +17,7 @@ from sklearn.metrics import (
 )
 
 from segmentation.errors import InputError
-from segmentation.manifest import read_manifest
+from segmentation.manifest import Fence, LogTransform, Repairs, read_manifest
 from segmentation.order_report import DominantId, TransactionReport
 from segmentation.params import SegmentationParams
 from segmentation.pipeline import run_segmentation
@@ -267,6 +267,28 @@ def test_a_few_refunds_get_the_signed_log_not_a_cap_and_it_is_said(refunds):
     assert seen[5:8].max() < zero < seen[8:].min()
     assert read_manifest(refunds.out_dir).repairs == manifest.repairs
     assert read_manifest(refunds.out_dir).model == manifest.model
+
+
+def test_under_remove_a_signed_log_feature_says_its_refunds_may_be_removed():
+    """'remove' fences a logged feature on its scale (the lower fence of refunds_csv's Spend is
+    about 73), so the sentence does not promise its negatives stay, and the fence says who went."""
+    repairs = Repairs(
+        filled_missing={},
+        outliers={"Spend": 8},
+        outlier_policy="remove",
+        rows_removed=8,
+        log_transformed=["Spend"],
+        notes=[],
+        fences=[Fence("Spend", 73.0, 9_000.0, 3, 5)],
+        transforms=[LogTransform("Spend", "signed-log", 5.8, 3, "automatic")],
+    )
+    assert repairs.typed() == [
+        "The model sees 'Spend' as sign(x)·log(1 + |x|) (chosen automatically: skewness 5.8 above "
+        "1; its 3 negative values stay below zero unless outside its fences, below), so its top "
+        "customers stay apart instead of sharing a cap; it is not capped.",
+        "'Spend': 3 customers below and 5 above its IQR fences 73 and 9,000 were removed.",
+        "8 customers outside the IQR fences were removed before the fit.",
+    ]
 
 
 def test_results_and_the_command_line_sort_repairs_notes_and_what_needs_action(refunds):
