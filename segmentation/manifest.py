@@ -87,12 +87,8 @@ class Repairs:
     transforms: list[LogTransform] = field(default_factory=list)
 
     def sentences(self) -> list[str]:
-        """Every repair in one plain sentence, then the notes (an order log's dropped lines
-        among them): all the account says, as `RunBasics.told` sorts it for the analyst."""
-        return self.typed() + self.notes
-
-    def typed(self) -> list[str]:
-        """The typed repairs (fills, transforms, fences, removals), one plain sentence each."""
+        """Every typed repair (fills, transforms, fences, removals) in one plain sentence; with
+        the notes, `RunBasics.told` sorts what Results and the command line say."""
         lines = [
             f"Filled {_count(f.customers, 'missing value')} of '{f.feature}' with the median, "
             f"{_number(f.value)}."
@@ -295,7 +291,7 @@ class RunBasics:
         left_out = origin.repairs() if origin else []
         notes = self.repairs.notes
         return Told(
-            repaired=self.repairs.typed() + [n for n in notes if n in left_out],
+            repaired=self.repairs.sentences() + [n for n in notes if n in left_out],
             notes=self.warnings + [n for n in notes if n not in left_out and n not in alarms],
             warnings=[n for n in notes if n in alarms],
         )

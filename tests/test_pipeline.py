@@ -282,7 +282,7 @@ def test_under_remove_a_signed_log_feature_says_its_refunds_may_be_removed():
         fences=[Fence("Spend", 73.0, 9_000.0, 3, 5)],
         transforms=[LogTransform("Spend", "signed-log", 5.8, 3, "automatic")],
     )
-    assert repairs.typed() == [
+    assert repairs.sentences() == [
         "The model sees 'Spend' as sign(x)·log(1 + |x|) (chosen automatically: skewness 5.8 above "
         "1; its 3 negative values stay below zero unless outside its fences, below), so its top "
         "customers stay apart instead of sharing a cap; it is not capped.",
@@ -310,7 +310,7 @@ def test_results_and_the_command_line_sort_repairs_notes_and_what_needs_action(r
     told = manifest.told()
     assert told.warnings == [dominant.message()]
     assert told.repaired == [
-        *refunds.manifest.repairs.typed(),
+        *refunds.manifest.repairs.sentences(),
         "9 order lines have no customer id (guest orders?) and were left out.",
     ]
     assert told.notes == ["Carried from the order lines to each customer: 'Country'.", segments]
