@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from segmentation.errors import EngineError, InputError, SegmentationError
 from segmentation.spark_engine import stop_spark
 
 if TYPE_CHECKING:  # the commands import Spark only when they run
+    import pandas as pd
+
     from segmentation.manifest import Quality
     from segmentation.pipeline import SegmentationResult
     from segmentation.sweep import SweepResult
@@ -321,13 +324,23 @@ def _metrics_line(metrics: Quality) -> str:
     )
 
 
-def _segment_table(segments) -> str:
-    lines = [f"{'#':>2}  {'segment':<20} {'customers':>10} {'share':>6}  why"]
+def _segment_table(segments: pd.DataFrame) -> str:
+    """The segments as the terminal shows them: name, size, how many of its customers are what
+    the name says by their own RFM scores ('agree'), and why."""
+    width = max(len("segment"), *(len(name) for name in segments["name"]))
+    lines = [f"{'#':>2}  {'segment':<{width}} {'customers':>10} {'share':>6} {'agree':>5}  why"]
     for row in segments.itertuples():
         lines.append(
-            f"{row.segment:>2}  {row.name:<20} {row.size:>10,} {row.share:>6.1%}  {row.reason}"
+            f"{row.segment:>2}  {row.name:<{width}} {row.size:>10,} {row.share:>6.1%} "
+            f"{_agreement(row):>5}  {row.reason}"
         )
     return "\n".join(lines)
+
+
+def _agreement(row: Any) -> str:
+    """'80%' of a segments.csv row; blank without RFM scores or an RFM segment to agree with."""
+    share = getattr(row, "rfm_agreement_share", None)
+    return "" if share is None or math.isnan(share) else f"{share:.0%}"
 
 
 def _sample(args: argparse.Namespace) -> int:

@@ -41,9 +41,9 @@ from segmentation.measurement import (
 )
 from segmentation.preparation import PreparedData
 from segmentation.profiles import (
+    SavedSegment,
     SegmentProfile,
     name_segments,
-    named_rfm_segment,
     order_key,
     profiles_frame,
     reason,
@@ -207,12 +207,12 @@ def describe(
     measured: Memberships,
     profiled: Mapping[int, Mapping[int, ClusterProfile]],
     seed: int,
-    saved: Sequence[tuple[int, str]] | None = None,
+    saved: Sequence[SavedSegment] | None = None,
 ) -> dict[int, Segmentation]:
     """Quality, named segments and a chart sample for each k of a measured batch.
 
-    `saved` keeps a saved segmentation's numbers and names (one per centre, in order) instead
-    of numbering by spend and naming afresh: customers placed in it keep its segments.
+    `saved` keeps a saved segmentation's numbers, names and RFM names (one per centre, in order)
+    instead of numbering by spend and naming afresh: customers placed in it keep its segments.
     """
     found = {
         k: _segmentation(
@@ -271,7 +271,7 @@ def _segmentation(
     profiled: Mapping[int, ClusterProfile],
     mix: pd.DataFrame | None,
     rfm: pd.DataFrame | None,
-    saved: Sequence[tuple[int, str]] | None = None,
+    saved: Sequence[SavedSegment] | None = None,
 ) -> Segmentation:
     """Profile and name the segments of one k, numbered by descending spend (or as saved)."""
     report = data.report
@@ -300,7 +300,7 @@ def _segmentation(
     order = _number_and_name(segments, report, saved)
     notes = []
     if saved and len(stats) < len(saved):
-        empty = [f"{n} · {name}" for c, (n, name) in enumerate(saved) if c not in order]
+        empty = [f"{kept.number} · {kept.name}" for c, kept in enumerate(saved) if c not in order]
         notes.append(f"No customer of this file falls in {', '.join(empty)}.")
     elif len(stats) < k:
         notes.append(
@@ -329,15 +329,16 @@ def _segmentation(
 def _number_and_name(
     segments: list[SegmentProfile],
     report: ValidationReport,
-    saved: Sequence[tuple[int, str]] | None,
+    saved: Sequence[SavedSegment] | None,
 ) -> dict[int, int]:
-    """Number the segments (1 = highest spend) and name them, or keep the saved numbers and
-    names; returns cluster id -> segment number."""
+    """Number the segments (1 = highest spend) and name them, or keep the saved numbers, names
+    and the RFM segments the names came from; returns cluster id -> segment number."""
     if saved:
-        order = {s.segment: saved[s.segment][0] for s in segments}
+        order = {s.segment: saved[s.segment].number for s in segments}
         for profile in segments:
-            profile.segment, profile.name = saved[profile.segment]
-            profile.rfm_name = named_rfm_segment(profile.name) if profile.rfm else ""
+            kept = saved[profile.segment]
+            profile.segment, profile.name = kept.number, kept.name
+            profile.rfm_name = kept.rfm_name if profile.rfm else ""
             profile.reason = reason(profile, report.mapping)
         segments.sort(key=lambda p: p.segment)
         return order

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -23,6 +23,15 @@ TIERS = {
     "spend": ("low spend", "mid spend", "high spend"),
     "age": ("younger", "mid age", "older"),
 }
+
+
+class SavedSegment(NamedTuple):
+    """A saved segmentation's segment as an assignment keeps it, so its cards say what the run's
+    say even after a rename."""
+
+    number: int
+    name: str  # as the analyst (re)named it
+    rfm_name: str  # the RFM segment the run named it by ("" when none)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
 from segmentation.errors import InputError
@@ -33,6 +34,7 @@ from segmentation.preparation import (
     number_column,
     standardize,
 )
+from segmentation.profiles import SavedSegment, named_rfm_segment
 from segmentation.reading import Table
 from segmentation.results import load_results, load_sweep, write_results
 from segmentation.rfm import RfmScores
@@ -58,7 +60,7 @@ class SavedSegmentation:
     folder: Path
     manifest: Manifest
     model: Model
-    segments: list[tuple[int, str]]  # (number, name) per centre, in the centres' order
+    segments: list[SavedSegment]  # one per centre, in the centres' order
 
     @property
     def k(self) -> int:
@@ -68,7 +70,7 @@ class SavedSegmentation:
     def centres(self) -> np.ndarray:
         """The standardized centres, one row per segment, in the order of `segments`."""
         centres = self.model.centres
-        return np.array([centres[str(number)] for number, _ in self.segments], dtype=float)
+        return np.array([centres[str(s.number)] for s in self.segments], dtype=float)
 
     @property
     def source(self) -> ModelSource:
@@ -107,7 +109,20 @@ def load_model(results_dir: str | Path, k: int | None = None) -> SavedSegmentati
         raise InputError(f"{folder} was made before segmentations kept their model; run it again.")
     numbers = [int(n) for n in manifest.model.centres]
     names = dict(zip(results.segments["segment"], results.segments["name"], strict=True))
-    return SavedSegmentation(folder, manifest, manifest.model, [(n, names[n]) for n in numbers])
+    rfm_names = _rfm_names(results.segments)
+    segments = [SavedSegment(n, names[n], rfm_names[n]) for n in numbers]
+    return SavedSegmentation(folder, manifest, manifest.model, segments)
+
+
+def _rfm_names(segments: pd.DataFrame) -> dict[int, str]:
+    """The RFM segment each saved segment was named by, as the run's cards count it, whatever
+    the analyst renamed it to; results written before segments.csv kept it read it from the
+    name."""
+    if "rfm_name" in segments:
+        kept = segments["rfm_name"].fillna("")
+    else:
+        kept = segments["name"].map(named_rfm_segment)
+    return dict(zip(segments["segment"], kept, strict=True))
 
 
 def _check_columns(columns: list[str], model: Manifest) -> None:

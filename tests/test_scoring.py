@@ -17,7 +17,9 @@ from segmentation.jobs import JobState, ModelRef
 from segmentation.manifest import read_manifest
 from segmentation.params import SegmentationParams
 from segmentation.pipeline import run_segmentation
+from segmentation.profiles import SavedSegment
 from segmentation.results import load_results, save_segment_names
+from segmentation.rfm import SEGMENTS
 from segmentation.scoring import check_input, load_model, run_scoring
 from segmentation.sweep import run_sweep
 from segmentation.synthetic import write_transactions
@@ -62,12 +64,22 @@ def test_assigning_the_training_customers_gives_each_its_segment_and_name(spark,
     assert source is not None and source.folder == str(run) and source.k == 4
     assert again.manifest.model.centres == fitted.manifest.model.centres
     assert list(again.segments["name"]) == list(fitted.segments["name"])
-    # A kept RFM name holds for as many customers as it did; the analyst's own has no RFM segment.
+    # Every card, "Our VIPs" too, counts the RFM segment the run named it by, as the run's do.
     kept, first = again.segments.set_index("segment"), fitted.segments.set_index("segment")
-    others = [s for s in kept.index if s != 2]
-    assert list(kept.loc[others, "rfm_name"]) == list(first.loc[others, "rfm_name"])
-    assert list(kept.loc[others, "rfm_agreement"]) == list(first.loc[others, "rfm_agreement"])
-    assert pd.isna(kept.loc[2, "rfm_name"]) and pd.isna(kept.loc[2, "rfm_agreement"])
+    for column in ("rfm_name", "rfm_agreement", "rfm_agreement_share"):
+        assert list(kept[column]) == list(first[column])
+    assert kept["rfm_name"].isin(SEGMENTS).all()
+    # Renamed to another RFM segment's name, it still counts its own; older results without
+    # segments.csv's rfm_name read it from the name.
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    runs_rfm = first.loc[1, "rfm_name"]
+    taken = next(name for name in SEGMENTS if name != runs_rfm)
+    save_segment_names(other, {1: taken})
+    assert SavedSegment(1, taken, runs_rfm) in load_model(other).segments
+    older = pd.read_csv(other / "segments.csv").drop(columns="rfm_name")
+    older.to_csv(other / "segments.csv", index=False)
+    assert SavedSegment(1, taken, taken) in load_model(other).segments
 
 
 def test_an_older_manifest_without_transforms_loads_and_scores_the_same(spark, trained, tmp_path):
@@ -120,7 +132,7 @@ def test_a_k_chosen_in_a_sweep_is_reproduced(spark, tmp_path):
     save_segment_names(sweep.out_dir / "k=3", {1: "Best"})
 
     model = load_model(sweep.out_dir, k=3)
-    assert model.k == 3 and ("Best" in [name for _, name in model.segments])
+    assert model.k == 3 and ("Best" in [s.name for s in model.segments])
     scored = run_scoring(spark, sweep.out_dir, str(path), tmp_path / "scored", k=3)
 
     before, after = customers(sweep.out_dir, k=3), customers(scored.out_dir)
