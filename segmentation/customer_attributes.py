@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -12,13 +14,17 @@ from segmentation.reading import customer_id_expr, quoted_column
 
 
 def join_attributes(
-    customers: DataFrame, attributes: DataFrame, id_column: str | None = None
+    customers: DataFrame,
+    attributes: DataFrame,
+    id_column: str | None = None,
+    missing_ids: Sequence[str] = (),
 ) -> tuple[DataFrame, AttributeJoin]:
     """Add a second table's columns (Age, Region, …) to the customers by customer id.
 
     A left join: every customer stays, with empty attributes when the second table lacks them.
     Repeated ids in the attribute table keep one row, so no customer is counted twice.
-    Returns the joined table and a report of missing and unmatched ids.
+    Returns the joined table and a report of missing and unmatched ids. The analyst's
+    `missing_ids` are no id here either: a till account's row is not an unmatched customer.
     """
     own_id = detect_mapping(customers.columns).get("customer_id", "CustomerID")
     if id_column is None:
@@ -45,7 +51,7 @@ def join_attributes(
         taken.add(name.lower())
         picked.append(F.first(quoted_column(column), ignorenulls=True).alias(name))
     key = "__attribute_id"
-    by_id = attributes.groupBy(customer_id_expr(attributes, id_column).alias(key)).agg(
+    by_id = attributes.groupBy(customer_id_expr(attributes, id_column, missing_ids).alias(key)).agg(
         F.count(F.lit(1)).alias("__rows"), *picked
     )
     joined = customers.join(

@@ -69,6 +69,6 @@ def load_customer_table(
     report.detected = input_kind == "auto"
     if options.attributes:
         customers, report.attributes = join_attributes(
-            customers, read_table(spark, options.attributes).df
+            customers, read_table(spark, options.attributes).df, missing_ids=options.missing_ids
         )
     return Table(customers, table.path, table.format, unique_ids=True), report

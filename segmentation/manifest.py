@@ -19,6 +19,8 @@ import dacite
 from segmentation.errors import InputError
 from segmentation.order_report import TransactionReport
 from segmentation.params import SegmentationParams
+from segmentation.wording import counted as _count
+from segmentation.wording import listed as _listed
 
 MANIFEST = "manifest.json"
 T = TypeVar("T")
@@ -157,14 +159,6 @@ def _fence_sentence(f: Fence, policy: str) -> str:
         f"'{f.feature}' is capped for the model at {fences}: {_count(f.below, 'customer')} "
         f"{'sit' if f.below != 1 else 'sits'} at the lower cap, {f.above:,} at the upper."
     )
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'s' * (n != 1)}"
-
-
-def _listed(items: list[str]) -> str:
-    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
 
 
 def _number(value: float) -> str:

@@ -32,6 +32,7 @@ from segmentation.reading import (
     text_expr,
 )
 from segmentation.spark_engine import unpersist
+from segmentation.wording import listed
 
 AMOUNT_ENDINGS = ("amount", "value", "total", "revenue", "sales")
 
@@ -350,12 +351,6 @@ def _dominant_id(per_customer: DataFrame, summary: dict) -> DominantId | None:
     return None
 
 
-def _listed(columns: Sequence[str]) -> str:
-    """'Country' or 'Country and Channel'."""
-    named = [f"'{c}'" for c in columns]
-    return ", ".join(named[:-1]) + " and " + named[-1] if len(named) > 1 else named[0]
-
-
 def _share(part: float | None, total: float) -> float:
     """`part` as a share of `total` (0 when the total is not positive)."""
     return round(float(part or 0) / total, 4) if total > 0 else 0.0
@@ -552,8 +547,9 @@ def build_customer_table(
             attributes,
         )
         if attributes:
+            named = listed([f"'{c}'" for c in attributes])
             report.notes.append(
-                f"Carried from the order lines to each customer: {_listed(attributes)}, as the "
+                f"Carried from the order lines to each customer: {named}, as the "
                 "customer's most frequent value (on a tie, the alphabetically first)."
             )
         if cache:

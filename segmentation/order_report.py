@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from segmentation.wording import counted
+
 
 @dataclass(frozen=True)
 class AttributeJoin:
@@ -26,24 +28,24 @@ class AttributeJoin:
         lines = []
         if self.customers_missing:
             lines.append(
-                f"{_count(self.customers_missing, 'customer')} of {self.customers:,} "
+                f"{counted(self.customers_missing, 'customer')} of {self.customers:,} "
                 f"{_has(self.customers_missing)} no row in the attribute table; their "
                 "attributes are empty (numeric ones are filled with the median)."
             )
         if self.unmatched_ids:
             lines.append(
-                f"{_count(self.unmatched_ids, 'customer id')} in the attribute table "
+                f"{counted(self.unmatched_ids, 'customer id')} in the attribute table "
                 f"{'match' if self.unmatched_ids != 1 else 'matches'} no customer in the order "
                 "log; those rows are not used."
             )
         if self.duplicate_ids:
             lines.append(
-                f"{_count(self.duplicate_ids, 'customer id')} appear more than once in the "
+                f"{counted(self.duplicate_ids, 'customer id')} appear more than once in the "
                 "attribute table; one row of each was used."
             )
         if self.rows_without_id:
             lines.append(
-                f"{_count(self.rows_without_id, 'attribute row')} {_has(self.rows_without_id)} "
+                f"{counted(self.rows_without_id, 'attribute row')} {_has(self.rows_without_id)} "
                 "no customer id and were ignored."
             )
         for old, new in self.renamed.items():
@@ -71,7 +73,7 @@ class DominantId:
             else ""
         )
         return (
-            f"Customer id '{self.customer_id}' has {_count(self.lines, 'order line')} "
+            f"Customer id '{self.customer_id}' has {counted(self.lines, 'order line')} "
             f"({_percent(self.line_share)} of the lines) and {_percent(self.spend_share)} of the "
             f"spend{times}: it probably stands for orders without a customer (a "
             "till, guest or placeholder account). If so, treat it as missing (Upload page: "
@@ -130,7 +132,7 @@ class TransactionReport:
             examples = ", ".join(self.unparseable_examples) or "empty values"
             column = self.roles.get("date", "date")
             lines.append(
-                f"{_count(self.unparseable_dates, 'order line')} {_has(self.unparseable_dates)} "
+                f"{counted(self.unparseable_dates, 'order line')} {_has(self.unparseable_dates)} "
                 f"no readable date in '{column}' as {self.date_format} dates (e.g. {examples}); "
                 f"{'they were' if self.unparseable_dates != 1 else 'it was'} left out. "
                 "If most dates look like this, choose the date format yourself."
@@ -140,24 +142,24 @@ class TransactionReport:
                 f"{self.roles.get('quantity')} × {self.roles.get('unit_price')}"
             )
             lines.append(
-                f"{_count(self.unreadable_amounts, 'order line')} {_has(self.unreadable_amounts)} "
+                f"{counted(self.unreadable_amounts, 'order line')} {_has(self.unreadable_amounts)} "
                 f"no number in '{where}'; {_were(self.unreadable_amounts, 'they were', 'it was')} "
                 "left out."
             )
         if self.return_lines:
             cancelled = (
-                f", including {_count(self.cancelled_invoices, 'cancelled invoice')}"
+                f", including {counted(self.cancelled_invoices, 'cancelled invoice')}"
                 if self.cancelled_invoices
                 else ""
             )
             lines.append(
-                f"{_count(self.return_lines, 'return line')}{cancelled}, worth "
+                f"{counted(self.return_lines, 'return line')}{cancelled}, worth "
                 f"{_money(self.return_value)} in total, {_were(self.return_lines)} subtracted "
                 "from the customers' spend."
             )
         if self.returns_only_customers:
             lines.append(
-                f"{_count(self.returns_only_customers, 'customer')} only returned or cancelled "
+                f"{counted(self.returns_only_customers, 'customer')} only returned or cancelled "
                 f"goods in this period (worth {_money(self.returns_only_value)}) and "
                 f"{_were(self.returns_only_customers)} left out: with no purchase there is no "
                 "recency, frequency or order value to segment on."
@@ -193,7 +195,7 @@ class TransactionReport:
         n = self.rows_without_customer
         written = {token: count for token, count in self.missing_ids.items() if token}
         if not written:
-            return f"{_count(n, 'order line')} {_has(n)} no customer id (guest orders?) and {_were(n)} left out."
+            return f"{counted(n, 'order line')} {_has(n)} no customer id (guest orders?) and {_were(n)} left out."
         named = ", ".join(
             f"'{token}' {count:,}" if token else f"empty {count:,}"
             for token, count in self.missing_ids.items()
@@ -204,7 +206,7 @@ class TransactionReport:
             else ""
         )
         return (
-            f"{_count(n, 'order line')}{spend} had no real customer id ({named}) and "
+            f"{counted(n, 'order line')}{spend} had no real customer id ({named}) and "
             f"{_were(n)} left out."
         )
 
@@ -212,10 +214,6 @@ class TransactionReport:
 def _percent(share: float) -> str:
     """14%, or 0.4% below one percent."""
     return f"{share:.0%}" if share >= 0.01 or share == 0 else f"{share:.1%}"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'s' * (n != 1)}"
 
 
 def _has(n: int) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pyspark.sql import Column, DataFrame, Row, SparkSession
@@ -336,9 +336,8 @@ def load_input(
         "*", *[number_expr(table.df, c).alias(number_column(c)) for c in chosen]
     ).cache()
     cached.append(parsed)
-    table = Table(
-        parsed, table.path, table.format, names=table.columns, unique_ids=table.unique_ids
-    )
+    # replace, not a new Table: the analyst's missing ids must reach the run's validation.
+    table = replace(table, df=parsed, names=table.columns)
     return table, origin, chosen, cached
 
 

@@ -544,11 +544,12 @@ def _placeholder_id(text: Column) -> Column:
 def customer_id_expr(df: DataFrame, column: str, missing_ids: Sequence[str] = ()) -> Column:
     """A customer id as clean text, the same in order logs, customer tables and attributes; null
     when missing, a placeholder ('(blank)', 'N/A', 'guest', '0', …) or one of `missing_ids` (ids
-    the analyst named as standing for no customer, compared as clean text: '99999' is 99999.0)."""
+    the analyst named as standing for no customer, compared as clean text in any case: '99999'
+    is 99999.0, 'walkin' is ' WALKIN ')."""
     text = text_expr(df, column)
     missing = _placeholder_id(text)
     if missing_ids:
-        missing = missing | text.isin([_clean_id(i) for i in missing_ids])
+        missing = missing | F.lower(text).isin(sorted({_clean_id(i).lower() for i in missing_ids}))
     return F.when(~missing, text)
 
 

@@ -21,6 +21,7 @@ from segmentation.errors import InputError
 from segmentation.fitting import describe, draw_sample, measure
 from segmentation.loading import LoadOptions, load_customer_table
 from segmentation.manifest import FeatureModel, LogTransform, Manifest, Model, ModelSource
+from segmentation.params import missing_id_list
 from segmentation.pipeline import SegmentationResult
 from segmentation.preparation import (
     PreparedData,
@@ -223,12 +224,22 @@ def _validated(
     return report
 
 
+def assignment_options(model: Manifest, options: LoadOptions) -> LoadOptions:
+    """How a file is read for a saved model: the model's missing ids and the analyst's. The
+    model's segments were measured without its till or guest accounts, so they stay missing
+    whether or not the analyst repeats them; ids named for this file are added. Un-marking an id
+    means segmenting again: the saved segments have no place measured for it."""
+    return replace(
+        options, missing_ids=missing_id_list([*model.params.missing_ids, *options.missing_ids])
+    )
+
+
 def check_input(
     spark: SparkSession, source: str, model: SavedSegmentation, options: LoadOptions
 ) -> ValidationReport:
     """What the Upload page asks before an assignment starts: can this file be placed in the
     model (the columns it needs, as numbers)? Raises InputError when not."""
-    table, _ = load_customer_table(spark, source, options)
+    table, _ = load_customer_table(spark, source, assignment_options(model.manifest, options))
     return _validated(table, model.manifest, model.model, {})
 
 
@@ -243,6 +254,7 @@ def prepare_for_model(
     measured on this file, so each customer gets the inputs the saved run would have given it.
     No customer is removed: under the 'remove' policy an outlier is placed like any other."""
     model = saved.manifest
+    options = assignment_options(model, options)
     params = replace(
         model.params,
         features=tuple(model.features),
@@ -251,6 +263,7 @@ def prepare_for_model(
         date_format=options.date_format,
         reference_date=options.reference_date,
         attributes=options.attributes,
+        missing_ids=options.missing_ids,
     )
     treatments = saved.model.features
     cached: list[DataFrame] = []
@@ -334,9 +347,15 @@ def run_scoring(
         raise FileExistsError(f"{out_dir} already exists; results are never overwritten.")
     model = load_model(model_dir, k)
     tracker = Progress(progress)
-    options = options or model.manifest.params.load_options
+    options = assignment_options(model.manifest, options or model.manifest.params.load_options)
     data = prepare_for_model(spark, source, model, options, tracker)
-    params = replace(model.manifest.params, k=model.k, k_range=None, stability_seeds=0)
+    params = replace(
+        model.manifest.params,
+        k=model.k,
+        k_range=None,
+        stability_seeds=0,
+        missing_ids=options.missing_ids,
+    )
     try:
         with tracker.stage("clustering", f"Placing customers in the {model.k} saved segments"):
             centres = draw_sample(data, params.seed)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from segmentation.cli import main
-from tests.helpers import ROOT, SAMPLE, refunds_csv
+from tests.helpers import ROOT, SAMPLE, real_shaped_log, refunds_csv
 
 
 def cli(*args, timeout=300, env=None):
@@ -171,32 +171,42 @@ def test_the_command_line_says_every_repair_the_run_made(spark, tmp_path, capsys
     ]
 
 
-def test_missing_ids_travel_from_the_command_line_into_the_job(monkeypatch):
-    """--missing-ids reaches the run's parameters (kept in its manifest) and score's options."""
-    from segmentation import cli as command_line
-    from segmentation import pipeline, scoring, spark_engine
-    from segmentation.errors import InputError
+def test_missing_ids_travel_from_the_command_line_into_run_and_score(spark, tmp_path, capsys):
+    """In process: --missing-ids leaves the till account out of a run (its manifest keeps the
+    ids) and out of an assignment, whether the model or the command line names it."""
+    import pandas as pd
+
+    from segmentation.loading import LoadOptions
     from segmentation.params import SegmentationParams
+    from segmentation.scoring import assignment_options, load_model
 
-    seen = {}
+    def ids(folder):
+        return set(pd.read_csv(folder / "customers.csv", dtype=str)["CustomerID"])
 
-    def stop(name):
-        def record(*args, **kwargs):
-            seen[name] = args
-            raise InputError("stopped here")
+    log = str(real_shaped_log(tmp_path / "gift-shop.csv"))
+    plain, marked = tmp_path / "plain", tmp_path / "marked"
+    assert main(["run", log, "--k", "3", "--seed", "1", "--out", str(plain)]) == 0
+    assert "99999" in ids(plain)  # without the ids, the till account is a customer
 
-        return record
+    argv = ["score", str(plain), log, "--out", str(tmp_path / "scored"), "--missing-ids", "99999"]
+    assert main(argv) == 0
+    assert "99999" not in ids(tmp_path / "scored") and len(ids(tmp_path / "scored")) == 24
+    scored = json.loads((tmp_path / "scored" / "manifest.json").read_text())
+    assert scored["params"]["missing_ids"] == ["99999"]
 
-    monkeypatch.setattr(spark_engine, "get_spark", lambda: None)
-    monkeypatch.setattr(pipeline, "run_segmentation", stop("run"))
-    monkeypatch.setattr(scoring, "run_scoring", stop("score"))
-    argv = ["run", str(SAMPLE), "--missing-ids", "99999, WALKIN,99999"]
-    assert command_line.main(argv) == command_line.EXIT_INVALID_INPUT
-    params = seen["run"][2]
-    assert params.missing_ids == ("99999", "WALKIN")
+    argv = ["run", log, "--k", "3", "--seed", "1", "--out", str(marked)]
+    assert main([*argv, "--missing-ids", "99999, WALKIN,99999"]) == 0
+    manifest = json.loads((marked / "manifest.json").read_text())
+    assert manifest["params"]["missing_ids"] == ["99999", "WALKIN"]
+    params = SegmentationParams.from_dict(manifest["params"])
     assert params.load_options.missing_ids == ("99999", "WALKIN")
-    assert params.to_dict()["missing_ids"] == ["99999", "WALKIN"]
-    assert SegmentationParams.from_dict(params.to_dict()) == params
-    argv = ["score", "model", str(SAMPLE), "--out", "new", "--missing-ids", "0"]
-    assert command_line.main(argv) == command_line.EXIT_INVALID_INPUT
-    assert seen["score"][-1].missing_ids == ("0",)
+    assert "99999" not in ids(marked) and len(ids(marked)) == 24
+
+    # The model's ids stay missing in its assignments without being named again.
+    model = load_model(marked).manifest
+    assert assignment_options(model, LoadOptions(missing_ids=("0",))).missing_ids == (
+        "99999",
+        "WALKIN",
+        "0",
+    )
+    capsys.readouterr()

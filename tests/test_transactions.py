@@ -400,6 +400,13 @@ def test_join_attributes_reports_missing_and_unmatched_customers(spark):
     with pytest.raises(InputError, match="no customer id column"):
         join_attributes(customers, attributes.select("Age"))
 
+    # The analyst's missing ids (any case, any spaces around) are no id here either.
+    till = spark.createDataFrame([("walkin", "30", "West", "5")], attributes.schema)
+    _, marked = join_attributes(
+        customers, attributes.union(till), missing_ids=("99999", " WALKIN ")
+    )
+    assert (marked.unmatched_ids, marked.rows_without_id, marked.matched) == (0, 3, 2)
+
 
 def test_written_log_equals_the_generated_one_across_chunks(tmp_path):
     log, expected = make_transactions(5000, seed=3, date_format="month-first")

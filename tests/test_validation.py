@@ -8,7 +8,10 @@ import pytest
 from segmentation.columns import closest_columns, detect_mapping
 from segmentation.errors import InputError
 from segmentation.loading import LoadOptions, load_customer_table
+from segmentation.params import SegmentationParams
+from segmentation.preparation import Progress, load_input, number_column
 from segmentation.reading import read_table
+from segmentation.spark_engine import unpersist
 from segmentation.validation import validate
 from tests.helpers import SAMPLE, write_text
 
@@ -156,3 +159,11 @@ def test_placeholder_ids_are_missing_ids_not_one_repeated_customer(spark, tmp_pa
     assert "8 rows in 'CustomerID' have no real customer id ('99999' ×2, '(Blank)'" in " ".join(
         p.message for p in report.warnings
     )
+
+    # A run's own reading (parsed numbers cached beside the text) keeps them missing too.
+    params = SegmentationParams(features=("Spend",), missing_ids=("99999",))
+    table, _, chosen, cached = load_input(spark, str(path), params, Progress(None))
+    report = validate(table, 2, ["Spend"], numbers={c: number_column(c) for c in chosen})
+    unpersist(cached)
+    assert report.duplicate_ids == 1 and report.profiles["CustomerID"].missing == 9
+    assert "more than once (e.g. 'C1' ×2);" in " ".join(p.message for p in report.warnings)
