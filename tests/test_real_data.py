@@ -133,10 +133,11 @@ def test_every_customer_has_rfm_scores_and_segments_speak_the_same_language(cdno
     names = segments["name"]
     assert {name.split(" (")[0] for name in names} <= set(SEGMENTS)
     assert names[0] == "Champions"  # the top-spending segment
-    # Each name holds for as many of its customers as any RFM segment could: 54% of them in all.
+    # Each name holds for as many of its customers as any RFM segment could: 54% of them in all
+    # (with the converged fit; 12,782 when the fit stopped at 40 iterations).
     overlap = pd.crosstab(customers["segment"], customers["rfm_segment"])
     assert list(segments["rfm_agreement"]) == list(overlap.max(axis=1))
-    assert segments["rfm_agreement"].sum() == 12_782
+    assert segments["rfm_agreement"].sum() == 12_715
     assert "Champions" in done.stdout
 
 
